@@ -1,0 +1,126 @@
+"""Where each stage keeps its data: the references stages hand each other.
+
+Everything lives below one run directory (a local path or any fsspec URL), so a stage running
+in another process or container needs only that URL to find its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+
+from augment_it.records import to_storable
+
+WORK_DIR = ".augment"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    out: str  # the run directory: exports at the top, stage data below WORK_DIR
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.out.rstrip("/"), *parts])
+
+    # collect
+    @property
+    def collected(self) -> str:
+        return self._join(WORK_DIR, "collect", "records.parquet")
+
+    @property
+    def quarantine(self) -> str:
+        return self._join(WORK_DIR, "collect", "quarantined.parquet")
+
+    @property
+    def validation_report(self) -> str:
+        return self._join(WORK_DIR, "collect", "validation.json")
+
+    # process
+    @property
+    def process_parts(self) -> str:
+        return self._join(WORK_DIR, "process", "parts")
+
+    def process_part(self, index: int, fingerprint: str) -> str:
+        return f"{self.process_parts}/part-{index:05d}-{fingerprint}.parquet"
+
+    @property
+    def process_report(self) -> str:
+        return self._join(WORK_DIR, "process", "report.json")
+
+    # review
+    @property
+    def decision(self) -> str:
+        return self._join(WORK_DIR, "review", "decision.json")
+
+    @property
+    def pending_review(self) -> str:
+        return self._join(WORK_DIR, "review", "pending.json")
+
+    # export
+    def export(self, name: str, fmt: str) -> str:
+        return self._join(f"{name}.{fmt}")
+
+    @property
+    def summary(self) -> str:
+        return self._join("summary.json")
+
+    @property
+    def decisions_log(self) -> str:
+        return self._join("decisions.jsonl")
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
+    """Write a whole file atomically (temp name, then rename) so a rerun replaces, never appends."""
+    fs, path = filesystem(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = f"{path}.tmp"
+    storable = to_storable(frame)
+    with fs.open(tmp, "wb") as handle:
+        if fmt == "parquet":
+            storable.to_parquet(handle, index=False)
+        elif fmt == "csv":
+            handle.write(storable.to_csv(index=False).encode("utf-8"))
+        elif fmt == "jsonl":
+            text = storable.to_json(orient="records", lines=True, force_ascii=False)
+            handle.write(text.encode("utf-8"))
+        else:
+            raise ValueError(f"unknown output format {fmt!r}: use parquet, csv or jsonl")
+    fs.mv(tmp, path)
+
+
+def read_frame(url: str) -> pd.DataFrame:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def write_text(text: str, url: str) -> None:
+    """Write a whole text file atomically (temp name, then rename), creating its folder."""
+    fs, path = filesystem(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    fs.mv(f"{path}.tmp", path)
+
+
+def write_json(data: Any, url: str) -> None:
+    write_text(json.dumps(data, indent=2, default=str), url)
+
+
+def read_json(url: str) -> Any:
+    fs, path = filesystem(url)
+    with fs.open(path, "r") as handle:
+        return json.load(handle)

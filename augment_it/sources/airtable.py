@@ -1,0 +1,146 @@
+"""Airtable: read a table (optionally a view and a formula) with pyairtable.
+
+URI: `airtable://BASE_ID/TABLE_ID_OR_NAME?view=VIEW&formula=FORMULA&fields=a,b&block=NAME`.
+Each record keeps its Airtable record id in STORE_KEY so the sink can write back onto it.
+Requests are paced under Airtable's 5 requests per second per base; a 429 is retried after the
+server's Retry-After (or a backoff reaching the 30 s Airtable asks for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import SecretStr
+from urllib3.util.retry import Retry
+
+from augment_it.connections import STORE_KEY, ConnectionSettings, StoreURI, load_settings, pacer_for
+from augment_it.records import ROW, InputError
+from augment_it.sources import SOURCE, SourceRead, register_scheme
+
+if TYPE_CHECKING:
+    from pyairtable import Table
+
+DEFAULT_ENDPOINT = "https://api.airtable.com"
+RETRYABLE_ANY_METHOD = frozenset({429})  # Airtable did not apply a rate-limited request
+RETRYABLE_IDEMPOTENT = frozenset({500, 502, 503, 504})  # may have been applied: retry GET/PATCH only
+
+
+class AirtableSettings(ConnectionSettings):
+    ENV: ClassVar[dict[str, str]] = {"api_key": "AIRTABLE_API_KEY", "endpoint_url": "AIRTABLE_ENDPOINT_URL"}
+    BLOCK: ClassVar[str] = "AirtableConnection"
+    SERVICE: ClassVar[str] = "Airtable"
+
+    api_key: SecretStr
+    endpoint_url: str = DEFAULT_ENDPOINT
+    requests_per_second: float = 4.5  # Airtable allows 5 per base; stay under it
+    timeout_seconds: float = 30.0
+    max_retries: int = 6
+
+
+class _AirtableRetry(Retry):
+    """429 is retried for every method; server errors only for methods that are safe to repeat."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if self.total is not None and self.total < 1:  # type: ignore[operator]
+            return False
+        if status_code in RETRYABLE_ANY_METHOD:
+            return True
+        return status_code in RETRYABLE_IDEMPOTENT and method.upper() in {"GET", "PATCH", "PUT"}
+
+
+def airtable_table(settings: AirtableSettings, base: str, table: str) -> Table:
+    """A pyairtable Table whose every request waits its turn for the base and retries 429s."""
+    import requests
+    from pyairtable import Api
+
+    retry = _AirtableRetry(total=settings.max_retries, backoff_factor=1.0, backoff_max=30.0,
+                           respect_retry_after_header=True, allowed_methods=None,
+                           status_forcelist=sorted(RETRYABLE_ANY_METHOD | RETRYABLE_IDEMPOTENT),
+                           raise_on_status=False)
+    pacer = pacer_for(f"airtable:{settings.endpoint_url}:{base}", settings.requests_per_second)
+
+    class PacedAdapter(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            pacer.wait()
+            return super().send(request, *args, **kwargs)
+
+    api = Api(settings.api_key.get_secret_value(), timeout=(10, settings.timeout_seconds),
+              retry_strategy=None, endpoint_url=settings.endpoint_url.rstrip("/"))
+    adapter = PacedAdapter(max_retries=retry)
+    api.session.mount("https://", adapter)
+    api.session.mount("http://", adapter)
+    return api.table(base, table)
+
+
+def describe_http_error(exc: Exception) -> str:
+    """One line from an Airtable error: status and the error type/message, never request headers."""
+    import requests
+
+    response = getattr(exc, "response", None)
+    if isinstance(exc, requests.HTTPError) and response is not None:
+        try:
+            error = response.json().get("error")
+        except ValueError:
+            error = response.text[:200]
+        if isinstance(error, dict):
+            error = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
+        return f"HTTP {response.status_code} {error or response.reason}"
+    if isinstance(exc, requests.RequestException):
+        return f"{type(exc).__name__}: cannot reach Airtable"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class AirtableTarget:
+    base: str
+    table: str
+    settings: AirtableSettings
+    uri: StoreURI
+
+    @classmethod
+    def parse(cls, uri: str) -> AirtableTarget:
+        parsed = StoreURI.parse(uri)
+        if len(parsed.segments) != 2:
+            raise InputError(f"{uri}: expected airtable://BASE_ID/TABLE (table id or name)")
+        base, table = parsed.segments
+        return cls(base, table, load_settings(AirtableSettings, parsed.one("block")), parsed)
+
+    @property
+    def name(self) -> str:
+        return f"airtable:{self.base}/{self.table}"
+
+    def table_client(self) -> Table:
+        return airtable_table(self.settings, self.base, self.table)
+
+
+@dataclass
+class AirtableSource:
+    target: AirtableTarget
+
+    def read(self) -> SourceRead:
+        import requests
+
+        options: dict[str, Any] = {"page_size": 100}
+        if view := self.target.uri.one("view"):
+            options["view"] = view
+        if formula := self.target.uri.one("formula"):
+            options["formula"] = formula
+        if fields := self.target.uri.many("fields"):
+            options["fields"] = fields
+        try:
+            records = self.target.table_client().all(**options)
+        except requests.RequestException as exc:
+            raise InputError(f"{self.target.name}: cannot read records: {describe_http_error(exc)}") from None
+        read = SourceRead()
+        for row, record in enumerate(records, start=1):
+            read.records.append({**record.get("fields", {}), STORE_KEY: record["id"], ROW: row,
+                                 SOURCE: f"{self.target.name}#{record['id']}"})
+        return read
+
+
+def open_airtable(uri: str) -> AirtableSource:
+    return AirtableSource(AirtableTarget.parse(uri))
+
+
+register_scheme("airtable", open_airtable)

@@ -1,0 +1,188 @@
+"""Validate collected records with Great Expectations; bad rows go to quarantine with a reason.
+
+Expectations run on a text view of the records so that one rule per declared type works for
+every source (CSV gives strings, JSON and YAML give native values). Failed expectations are
+mapped back to row indexes, so each quarantined record names its row and field.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from augment_it.records import ID, REASON, ROW, content_id, is_missing, user_fields
+from augment_it.sources import SOURCE
+
+FieldType = Literal["string", "integer", "number", "boolean", "date", "url"]
+
+TYPE_PATTERNS: dict[str, str] = {
+    "integer": r"^[+-]?\d+$",
+    "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
+    "boolean": r"^(?i:true|false|yes|no|1|0)$",
+    "date": r"^\d{4}-\d{2}-\d{2}",
+    "url": r"^https?://\S+$",
+}
+
+
+class RecordSchema(BaseModel):
+    """What a valid record must have: an id column, required fields and declared types."""
+
+    id_column: str | None = None
+    required: list[str] = Field(default_factory=list)
+    types: dict[str, FieldType] = Field(default_factory=dict)
+
+    def checked_columns(self) -> list[str]:
+        columns = [self.id_column] if self.id_column else []
+        return list(dict.fromkeys([*columns, *self.required, *self.types]))
+
+
+@dataclass
+class ValidationResult:
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def assign_ids(frame: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
+    """Give every record its stable `_id`: the id column's value, else a hash of its content."""
+    out = frame.copy()
+    if frame.empty:
+        out[ID] = pd.Series(dtype=object)
+    elif id_column and id_column in frame.columns:
+        out[ID] = [None if is_missing(v) else str(v).strip() or None for v in frame[id_column]]
+    elif id_column:
+        out[ID] = None  # the missing column is reported by validation
+    else:
+        out[ID] = [content_id(user_fields(r)) for r in frame.to_dict(orient="records")]
+    return out
+
+
+def validate_records(frame: pd.DataFrame, schema: RecordSchema) -> ValidationResult:
+    frame = assign_ids(frame.reset_index(drop=True), schema.id_column)
+    if frame.empty:
+        return ValidationResult(frame, frame.assign(**{REASON: pd.Series(dtype=object)}))
+    reasons: dict[int, list[str]] = defaultdict(list)
+    where = frame[SOURCE].tolist() if SOURCE in frame.columns else [f"row {r}" for r in frame[ROW]]
+
+    missing = [c for c in schema.checked_columns() if c not in frame.columns]
+    present = [c for c in schema.checked_columns() if c in frame.columns]
+    text = _text_view(frame, [ID, *present])
+    suite = _build_suite(schema, present)
+    results = _run_suite(text, suite)
+
+    for column in missing:
+        known = ", ".join(c for c in frame.columns if not c.startswith("_"))
+        for index in range(len(frame)):
+            reasons[index].append(f"column '{column}' is missing from the source (it has: {known})")
+    for result in results:
+        for index in result["rows"]:
+            reasons[index].append(_reason(result, text, index, schema))
+
+    bad = sorted(reasons)
+    quarantined = frame.iloc[bad].copy()
+    # A quarantined record without a usable id still needs one to be traced by.
+    quarantined[ID] = [i if i is not None else content_id(user_fields(r))
+                       for i, r in zip(quarantined[ID], quarantined.to_dict(orient="records"), strict=True)]
+    quarantined[REASON] = [f"{where[i]}: " + "; ".join(reasons[i]) for i in bad]
+    valid = _coerce(frame.drop(index=bad), schema)
+    summary = [{k: v for k, v in r.items() if k != "rows"} for r in results]
+    summary += [{"expectation": "expect_column_to_exist", "column": c, "success": False,
+                 "unexpected_count": len(frame)} for c in missing]
+    return ValidationResult(valid.reset_index(drop=True), quarantined.reset_index(drop=True), summary)
+
+
+def _reason(result: dict[str, Any], text: pd.DataFrame, index: int, schema: RecordSchema) -> str:
+    column, kind = result["column"], result["expectation"]
+    if column == ID and kind.endswith("not_be_null"):
+        return f"id column '{schema.id_column}' is empty"
+    if column == ID and kind.endswith("be_unique"):
+        value = text.at[index, ID]
+        return f"duplicate id '{value}' (in {schema.id_column or 'content hash'})"
+    if kind.endswith("not_be_null"):
+        return f"required field '{column}' is empty"
+    value = text.at[index, column]
+    return f"field '{column}' = {value!r} is not a valid {schema.types.get(column)}"
+
+
+def _text_view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: [None if is_missing(v) else str(v).strip() for v in frame[c]] for c in columns},
+        dtype=object,
+    )
+
+
+def _build_suite(schema: RecordSchema, present: list[str]) -> list[Any]:
+    import great_expectations as gx
+
+    expectations: list[Any] = [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
+        gx.expectations.ExpectColumnValuesToBeUnique(column=ID),
+    ]
+    for column in schema.required:
+        if column in present:
+            expectations.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column))
+    for column, kind in schema.types.items():
+        if column in present and kind in TYPE_PATTERNS:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToMatchRegex(column=column, regex=TYPE_PATTERNS[kind])
+            )
+    return expectations
+
+
+def _run_suite(text: pd.DataFrame, expectations: list[Any]) -> list[dict[str, Any]]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    name = f"records-{uuid.uuid4().hex[:8]}"
+    asset = context.data_sources.add_pandas(name).add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe(name).get_batch(
+        batch_parameters={"dataframe": text}
+    )
+    suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    outcome = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    results = []
+    for result in outcome.results:
+        config = result.expectation_config
+        raised = (result.exception_info or {}).get("raised_exception")
+        if raised:
+            message = (result.exception_info or {}).get("exception_message")
+            raise RuntimeError(f"validation of column '{config.kwargs.get('column')}' failed: {message}")
+        rows = result.result.get("unexpected_index_list") or []
+        results.append({
+            "expectation": config.type,
+            "column": config.kwargs.get("column"),
+            "success": bool(result.success),
+            "unexpected_count": len(rows),
+            "rows": [int(r) for r in rows],
+        })
+    return results
+
+
+def _coerce(frame: pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:
+    """Give validated columns their declared types (every value is known to parse)."""
+    out = frame.copy()
+    for column, kind in schema.types.items():
+        if column not in out.columns:
+            continue
+        values = out[column]
+        if kind == "integer":
+            out[column] = pd.array([None if is_missing(v) else int(str(v).strip()) for v in values],
+                                   dtype="Int64")
+        elif kind == "number":
+            out[column] = pd.array([None if is_missing(v) else float(str(v).strip()) for v in values],
+                                   dtype="Float64")
+        elif kind == "boolean":
+            out[column] = pd.array(
+                [None if is_missing(v) else str(v).strip().lower() in {"true", "yes", "1"} for v in values],
+                dtype="boolean",
+            )
+    return out
