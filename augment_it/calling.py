@@ -1,0 +1,118 @@
+"""The one layer every model call goes through: cache, concurrency, pacing and retries.
+
+Providers only know how to send one request; this wraps any of them, so the rules for 429s,
+retry-after, backoff and the cache are written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from augment_it.cache import AnswerCache
+from augment_it.providers.base import ModelReply, ModelRequest, Provider, ProviderError
+
+
+class CallPolicy(BaseModel):
+    concurrency: int = 16
+    max_attempts: int = 6
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 60.0  # per request
+    rpm: float | None = None  # requests per minute, paced on the client side
+    tpm: float | None = None  # tokens per minute, paced on an estimate of each prompt's size
+
+
+@dataclass
+class CallStats:
+    sent: int = 0  # requests that reached the provider (including retries)
+    answered: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class ModelCaller:
+    def __init__(self, provider: Provider, policy: CallPolicy, cache: AnswerCache | None = None) -> None:
+        self.provider = provider
+        self.policy = policy
+        self.cache = cache
+        self.stats = CallStats()
+        self._slots = asyncio.Semaphore(policy.concurrency)
+        # Pace per second rather than per minute so the start of a run is not one big burst.
+        self._requests = AsyncLimiter(policy.rpm / 60, 1) if policy.rpm else None
+        self._tokens = AsyncLimiter(policy.tpm / 60, 1) if policy.tpm else None
+        self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
+                                                jitter=policy.backoff_initial)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.backoff_max)
+        return self._backoff(state)
+
+    async def call(self, request: ModelRequest) -> ModelReply:
+        key = request.key()
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return hit
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
+                                 retry=retry_if_exception(_retryable), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.stats.retries += 1
+                reply = await self._send(request)
+        if self.cache is not None:
+            self.cache.put(key, request.provider, request.model, reply)
+        return reply
+
+    async def _send(self, request: ModelRequest) -> ModelReply:
+        async with self._slots:
+            if self._requests is not None:
+                await self._requests.acquire()
+            if self._tokens is not None:
+                estimate = min(self._tokens.max_rate, _estimate_tokens(request))
+                await self._tokens.acquire(estimate)
+            self.stats.sent += 1
+            try:
+                reply = await asyncio.wait_for(self.provider.send(request), self.policy.timeout)
+            except TimeoutError:
+                self._count("timeout")
+                raise ProviderError(f"{request.provider}: no answer within {self.policy.timeout:g} s",
+                                    retryable=True) from None
+            except ProviderError as exc:
+                self._count(str(exc.status or "connection"))
+                if exc.status == 429:
+                    self.stats.rate_limited += 1
+                raise
+            self.stats.answered += 1
+            return reply
+
+    def _count(self, kind: str) -> None:
+        self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+
+    async def close(self) -> None:
+        await self.provider.close()
+
+
+def _estimate_tokens(request: ModelRequest) -> float:
+    characters = sum(len(text) for _, text in request.messages) + len(request.system or "")
+    return characters / 4 + request.max_tokens

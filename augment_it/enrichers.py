@@ -1,0 +1,47 @@
+"""Enrichers that need no model: word count, reading time, language and a quality score.
+
+The quality score (0..1) is what `--approve-above` compares against:
+0.4 x completeness (share of the record's input fields that are filled)
++ 0.3 x length (words in the record's text, saturating at 100)
++ 0.3 x AI outcome (1 answered, 0.5 no model used, 0 failed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from augment_it.records import is_missing, user_fields
+
+WORDS_PER_MINUTE = 230
+AI_WEIGHT = {"ok": 1.0, "skipped": 0.5, "failed": 0.0}
+ENRICHED_FIELDS = ("word_count", "reading_time_min", "language", "quality_score")
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The text a record is about: its Markdown body if it has one, else its text fields."""
+    body = record.get("body")
+    if isinstance(body, str) and body.strip():
+        return body
+    return " ".join(v for v in user_fields(record).values() if isinstance(v, str))
+
+
+def guess_language(text: str) -> str | None:
+    if len(text.split()) < 3:
+        return None
+    import py3langid
+
+    return py3langid.classify(text[:2000])[0]
+
+
+def enrich(record: dict[str, Any], input_fields: list[str], ai_status: str) -> dict[str, Any]:
+    text = record_text({k: record.get(k) for k in input_fields})
+    words = len(text.split())
+    filled = sum(1 for k in input_fields if not is_missing(record.get(k)) and record.get(k) != "")
+    completeness = filled / len(input_fields) if input_fields else 0.0
+    score = 0.4 * completeness + 0.3 * min(words / 100, 1.0) + 0.3 * AI_WEIGHT.get(ai_status, 0.0)
+    return {
+        "word_count": words,
+        "reading_time_min": round(words / WORDS_PER_MINUTE, 2),
+        "language": guess_language(text),
+        "quality_score": round(score, 3),
+    }

@@ -1,0 +1,149 @@
+"""Augment records: render each prompt, call the model, parse the answer, add the fields.
+
+Every record comes out with `_ai_status` ok, failed (with `_reason`) or skipped (no model),
+so a failure is always one record's, never the run's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from augment_it import progress
+from augment_it.cache import AnswerCache
+from augment_it.calling import ModelCaller
+from augment_it.enrichers import ENRICHED_FIELDS, enrich
+from augment_it.pricing import PriceTable
+from augment_it.providers import make_provider, provider_spec
+from augment_it.providers.base import MissingKeyError, ModelRequest, ProviderError
+from augment_it.records import AI_STATUS, REASON, SYSTEM_PREFIX
+from augment_it.settings import ProcessSettings
+from augment_it.templates import PromptTemplate, RenderError
+
+RAW_ANSWER = "_raw_answer"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """How a run will use a model: a caller, or why it runs without one."""
+
+    caller: ModelCaller | None
+    skip_reason: str | None = None
+
+
+def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequest:
+    system, prompt = template.render(record)
+    if template.structured:
+        fields = ", ".join(f"{k} ({v})" for k, v in template.output_fields.items())
+        instruction = f"Answer with a JSON object with exactly these fields: {fields}."
+        system = f"{system}\n\n{instruction}" if system else instruction
+    return ModelRequest(provider=template.provider, model=template.model, system=system,
+                        messages=(("user", prompt),), schema=template.json_schema(),
+                        schema_name=template.text_field, temperature=template.temperature,
+                        max_tokens=template.max_tokens)
+
+
+def chunk_fingerprint(template: PromptTemplate, ids: list[str]) -> str:
+    """Names a chunk's checkpoint: same template, model and records give the same part file."""
+    basis = "\n".join([template.provider, template.model, template.version, *ids])
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+async def augment_records(records: list[dict[str, Any]], template: PromptTemplate,
+                          plan: ModelPlan, prices: PriceTable) -> list[dict[str, Any]]:
+    # What the record brought, not what a previous run wrote back onto it (a store round trip
+    # returns the AI fields and enrichers as columns; they must not count as input).
+    produced = {*template.output_fields, *ENRICHED_FIELDS}
+    input_fields = [k for k in records[0] if not k.startswith(SYSTEM_PREFIX) and k not in produced] \
+        if records else []
+    return list(await asyncio.gather(
+        *(_augment_one(record, template, plan, prices, input_fields) for record in records)
+    ))
+
+
+async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: ModelPlan,
+                       prices: PriceTable, input_fields: list[str]) -> dict[str, Any]:
+    out = dict(record)
+    out.update({"_provider": template.provider, "_model": template.model,
+                "_template": template.name, "_template_version": template.version})
+    out.update(dict.fromkeys(template.output_fields))
+    out.update({"_input_tokens": 0, "_output_tokens": 0, "_cost_usd": 0.0, "_cached": False,
+                "_calls": 0, RAW_ANSWER: None, REASON: None})
+    if plan.caller is None:
+        out[AI_STATUS], out[REASON] = "skipped", plan.skip_reason
+    else:
+        await _ask_model(out, record, template, plan.caller, prices)
+    out.update(enrich(out, input_fields, out[AI_STATUS]))
+    progress.advance()
+    return out
+
+
+async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: PromptTemplate,
+                     caller: ModelCaller, prices: PriceTable) -> None:
+    try:
+        request = build_request(template, record)
+    except RenderError as exc:
+        out[AI_STATUS], out[REASON] = "failed", str(exc)
+        return
+    problem, asked = "", []
+    for attempt in range(2):  # the answer, then one repair if it does not fit the schema
+        try:
+            reply = await caller.call(request)
+        except ProviderError as exc:
+            out[AI_STATUS], out[REASON] = "failed", f"{exc} (after retries)"
+            return
+        asked.append(request.key())
+        _add_usage(out, reply.input_tokens, reply.output_tokens, reply.cached, template, prices)
+        try:
+            out.update(template.parse_answer(reply.text))
+        except ValueError as exc:
+            problem, out[RAW_ANSWER] = str(exc), reply.text
+            if attempt == 0:
+                request = request.repair(reply.text, problem)
+            continue
+        out[AI_STATUS], out[RAW_ANSWER] = "ok", None
+        return
+    out[AI_STATUS], out[REASON] = "failed", f"{problem} (also after one repair attempt)"
+    if caller.cache is not None:
+        for key in asked:  # unusable answers: a rerun asks again instead of replaying them
+            caller.cache.forget(key)
+
+
+def _add_usage(out: dict[str, Any], input_tokens: int, output_tokens: int, cached: bool,
+               template: PromptTemplate, prices: PriceTable) -> None:
+    out["_cached"] = cached
+    if cached:
+        return  # a cached answer was paid for by an earlier run
+    out["_calls"] += 1
+    out["_input_tokens"] += input_tokens
+    out["_output_tokens"] += output_tokens
+    cost = prices.cost(template.model, input_tokens, output_tokens)
+    out["_cost_usd"] = None if cost is None or out["_cost_usd"] is None else out["_cost_usd"] + cost
+
+
+def open_plan(template: PromptTemplate, settings: ProcessSettings, api_key: str | None = None,
+              base_url: str | None = None) -> ModelPlan:
+    """A caller for the template's provider, or the reason the run goes on without a model.
+
+    API_KEY and BASE_URL are stored credentials (a Prefect block, looked up by the task); without
+    them the provider's environment variables apply."""
+    if template.provider == "none":
+        return ModelPlan(None, "no model requested (provider 'none'); only built-in enrichers ran")
+    try:
+        provider = make_provider(template.provider, api_key=api_key, base_url=base_url,
+                                 timeout=settings.call.timeout, connections=settings.call.concurrency)
+    except MissingKeyError as exc:
+        return ModelPlan(None, str(exc))
+    cache = AnswerCache(settings.cache_path) if settings.use_cache else None
+    # Limits belong to a provider and model, so a template may carry them; options override.
+    limits = {"rpm": settings.call.rpm or template.rpm, "tpm": settings.call.tpm or template.tpm}
+    return ModelPlan(ModelCaller(provider, settings.call.model_copy(update=limits), cache))
+
+
+def apply_overrides(template: PromptTemplate, settings: ProcessSettings) -> PromptTemplate:
+    updates = {k: v for k, v in {"provider": settings.provider, "model": settings.model}.items() if v}
+    if updates.get("provider") not in (None, "none"):
+        provider_spec(updates["provider"])  # an unknown name fails here, before any record
+    return template.model_copy(update=updates) if updates else template

@@ -1,0 +1,32 @@
+"""Progress of the process stage for whoever shows it: the CLI's bar, when it runs the flows.
+
+Deployed runs have no reporter and show progress as a Prefect progress artifact instead.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ProgressReporter(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def advance(self, done: int = 1) -> None: ...
+
+
+_reporter: ProgressReporter | None = None
+
+
+def report_to(reporter: ProgressReporter | None) -> None:
+    global _reporter
+    _reporter = reporter
+
+
+def start(total: int) -> None:
+    if _reporter is not None:
+        _reporter.start(total)
+
+
+def advance(done: int = 1) -> None:
+    if _reporter is not None:
+        _reporter.advance(done)

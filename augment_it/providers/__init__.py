@@ -1,0 +1,70 @@
+"""Model providers, one module per official SDK, chosen by name from a registry."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from augment_it.errors import UserInputError
+from augment_it.providers.base import (
+    MissingKeyError,
+    ModelReply,
+    ModelRequest,
+    Provider,
+    ProviderError,
+)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    key_env: str
+    base_url_env: str
+    implementation: str  # "module:Class", imported on first use: each SDK takes ~0.5-1.5 s to import
+
+    @property
+    def factory(self) -> Callable[..., Provider]:
+        module, name = self.implementation.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+PROVIDERS: dict[str, ProviderSpec] = {
+    "openai": ProviderSpec("OPENAI_API_KEY", "OPENAI_BASE_URL",
+                           "augment_it.providers.openai_chat:OpenAIChat"),
+    "anthropic": ProviderSpec("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                              "augment_it.providers.anthropic_messages:AnthropicMessages"),
+    "groq": ProviderSpec("GROQ_API_KEY", "GROQ_BASE_URL", "augment_it.providers.groq_chat:GroqChat"),
+}
+
+
+def provider_spec(name: str) -> ProviderSpec:
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(PROVIDERS)
+        raise UserInputError(
+            f"unknown provider {name!r}: use one of {known} "
+            "(any OpenAI-compatible server works as 'openai' with OPENAI_BASE_URL)") from None
+
+
+def resolve_key(name: str, explicit: str | None = None) -> str:
+    """The API key: given explicitly (a Secret block or option), else the provider's variable."""
+    spec = provider_spec(name)
+    key = explicit or os.environ.get(spec.key_env)
+    if not key:
+        raise MissingKeyError(
+            f"no API key for {name}: set {spec.key_env} (for an OpenAI-compatible server also "
+            f"{spec.base_url_env}), or store it in a Secret block"
+        )
+    return key
+
+
+def make_provider(name: str, api_key: str | None = None, base_url: str | None = None,
+                  timeout: float = 60.0, connections: int = 100) -> Provider:
+    return provider_spec(name).factory(api_key=resolve_key(name, api_key), base_url=base_url,
+                                       timeout=timeout, connections=connections)
+
+
+__all__ = ["PROVIDERS", "MissingKeyError", "ModelReply", "ModelRequest", "Provider",
+           "ProviderError", "make_provider", "provider_spec", "resolve_key"]

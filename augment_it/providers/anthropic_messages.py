@@ -1,0 +1,78 @@
+"""Anthropic's Messages API through the official SDK.
+
+Structured answers use a forced tool call whose input schema is the template's output schema:
+the documented way to get JSON that fits a schema from Claude.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic.types import Message
+
+from augment_it.providers.base import ModelReply, ModelRequest, provider_error
+
+
+class AnthropicMessages:
+    name = "anthropic"
+
+    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 60.0,
+                 connections: int = 100) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._connections = connections
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            # See openai_chat: the aiohttp transport, one kept-alive connection per slot.
+            limits = httpx2.Limits(max_connections=self._connections,
+                                   max_keepalive_connections=self._connections)
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0,
+                http_client=anthropic.DefaultAioHttpClient(limits=limits))
+        return self._client
+
+    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": role, "content": content} for role, content in request.messages],
+        }
+        if request.system:
+            arguments["system"] = request.system
+        if request.temperature is not None:
+            arguments["temperature"] = request.temperature
+        if request.schema is not None:
+            arguments["tools"] = [{"name": request.schema_name,
+                                   "description": "Record the requested fields.",
+                                   "input_schema": request.schema}]
+            arguments["tool_choice"] = {"type": "tool", "name": request.schema_name}
+        return arguments
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        try:
+            # post() rather than messages.create(): see openai_chat for why.
+            message = await self.client.post("/v1/messages", body=self._arguments(request),
+                                             cast_to=Message)
+        except anthropic.APIError as exc:
+            raise (provider_error(exc, anthropic, self.name) or exc) from exc
+        text = ""
+        for block in message.content:
+            if block.type == "tool_use":
+                text = json.dumps(block.input, ensure_ascii=False)
+                break
+            if block.type == "text":
+                text += block.text
+        return ModelReply(text=text, input_tokens=message.usage.input_tokens or 0,
+                          output_tokens=message.usage.output_tokens or 0)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

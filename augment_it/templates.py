@@ -1,0 +1,187 @@
+"""Prompt templates: a YAML file naming provider, model, prompt and the fields to add."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cached_property
+from typing import Any, Literal
+
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from augment_it.errors import UserInputError
+from augment_it.records import is_missing, user_fields
+from augment_it.validation import FieldType
+
+OutputType = Literal[
+    "string", "integer", "number", "boolean",
+    "list[string]", "list[integer]", "list[number]", "list[boolean]",
+]
+_PY_TYPES: dict[str, Any] = {
+    "string": str, "integer": int, "number": float, "boolean": bool,
+    "list[string]": list[str], "list[integer]": list[int],
+    "list[number]": list[float], "list[boolean]": list[bool],
+}
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "integer": {"type": "integer"},
+    "number": {"type": "number"}, "boolean": {"type": "boolean"},
+}
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+class TemplateError(UserInputError):
+    """A template file that cannot be used at all."""
+
+
+class RenderError(Exception):
+    """One record that the template cannot be rendered for."""
+
+
+class PromptTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    provider: str = "openai"
+    model: str
+    system: str | None = None
+    prompt: str
+    output: dict[str, OutputType] | None = None
+    input: dict[str, FieldType] | None = None  # fields records must have, with their types
+    temperature: float | None = None
+    max_tokens: int = 1024
+    rpm: float | None = Field(None, gt=0)  # the provider's requests-per-minute limit for this model
+    tpm: float | None = Field(None, gt=0)  # and its tokens-per-minute limit
+    version: str = ""  # filled from the file's content hash when loaded
+
+    @field_validator("output")
+    @classmethod
+    def _output_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key) or key.startswith("_"):
+                raise ValueError(f"output field name {key!r} must be an identifier")
+        return value
+
+    @property
+    def text_field(self) -> str:
+        """The field holding a plain-text answer when the template declares no `output`."""
+        return re.sub(r"\W", "_", self.name)
+
+    @property
+    def output_fields(self) -> dict[str, str]:
+        return dict(self.output) if self.output else {self.text_field: "string"}
+
+    @property
+    def structured(self) -> bool:
+        return bool(self.output)
+
+    @cached_property
+    def output_model(self) -> type[BaseModel]:
+        fields = {name: (_PY_TYPES[kind], ...) for name, kind in self.output_fields.items()}
+        return create_model(f"{self.text_field}_output", __config__=ConfigDict(extra="ignore"), **fields)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """A strict JSON schema for the output (what OpenAI's `json_schema` mode requires)."""
+        if not self.output:
+            return None
+        properties = {}
+        for name, kind in self.output.items():
+            if kind.startswith("list["):
+                properties[name] = {"type": "array", "items": _JSON_TYPES[kind[5:-1]]}
+            else:
+                properties[name] = dict(_JSON_TYPES[kind])
+        return {"type": "object", "properties": properties,
+                "required": list(self.output), "additionalProperties": False}
+
+    @cached_property
+    def _compiled(self) -> tuple[Any, Any | None]:
+        try:
+            prompt = _ENV.from_string(self.prompt)
+            system = _ENV.from_string(self.system) if self.system else None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template {self.name!r}: line {exc.lineno}: {exc.message}") from exc
+        return prompt, system
+
+    def variables(self) -> set[str]:
+        names = meta.find_undeclared_variables(_ENV.parse(self.prompt))
+        if self.system:
+            names |= meta.find_undeclared_variables(_ENV.parse(self.system))
+        return names
+
+    def render(self, record: dict[str, Any]) -> tuple[str | None, str]:
+        """(system, prompt) for one record; a missing or empty field raises RenderError."""
+        context = {k: v for k, v in user_fields(record).items() if not is_missing(v)}
+        prompt, system = self._compiled
+        try:
+            return (system.render(context) if system else None), prompt.render(context)
+        except UndefinedError as exc:
+            missing = re.search(r"'([^']+)' is undefined", str(exc))
+            what = f"field '{missing.group(1)}'" if missing else str(exc)
+            raise RenderError(f"template '{self.name}' needs {what}, which this record lacks") from exc
+        except SecurityError as exc:
+            raise RenderError(f"template '{self.name}' tried an unsafe operation: {exc}") from exc
+        except Exception as exc:  # a filter or expression failing on this record's values
+            raise RenderError(f"template '{self.name}' failed on this record: {exc}") from exc
+
+    def parse_answer(self, text: str) -> dict[str, Any]:
+        """The fields an answer fills; raises ValueError naming what is wrong."""
+        if not self.structured:
+            return {self.text_field: text.strip()}
+        data = extract_json(text)
+        try:
+            parsed = self.output_model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"answer does not match the output fields: {problems}") from exc
+        return parsed.model_dump()
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in a model's answer, tolerating code fences and prose around it."""
+    import json
+
+    stripped = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        start, end = stripped.find("{"), stripped.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(stripped[start:end + 1])
+            except json.JSONDecodeError:
+                pass
+    raise ValueError(f"answer is not the JSON object asked for: {text[:200]!r}")
+
+
+def load_template(path: str) -> PromptTemplate:
+    from augment_it.layout import filesystem
+
+    fs, fs_path = filesystem(path)
+    if not fs.exists(fs_path):
+        raise TemplateError(f"template file {path} does not exist")
+    with fs.open(fs_path, "rb") as handle:
+        raw = handle.read()
+    return parse_template(raw.decode("utf-8"), origin=path)
+
+
+def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{origin}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TemplateError(f"{origin}: a template is a mapping with name, model and prompt")
+    data.setdefault("version", hashlib.sha256(text.encode()).hexdigest()[:12])
+    try:
+        template = PromptTemplate.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TemplateError(f"{origin}: {problems}") from exc
+    template._compiled  # noqa: B018 - fail on syntax errors now, not per record
+    return template
