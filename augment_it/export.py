@@ -1,0 +1,46 @@
+"""Export: every collected record ends in exactly one outcome file, with a summary of counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from augment_it.records import AI_STATUS
+from augment_it.review import REVIEW_STATUS
+
+OUTCOMES = ("exported", "rejected", "quarantined", "failed")
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+def split_outcomes(processed: pd.DataFrame, reviewed: pd.DataFrame,
+                   quarantined: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    failed = processed[processed[AI_STATUS] == "failed"] if not processed.empty else processed
+    approved = reviewed[REVIEW_STATUS] == "approved" if not reviewed.empty else []
+    return {
+        "exported": reviewed[approved] if not reviewed.empty else reviewed,
+        "rejected": reviewed[~approved] if not reviewed.empty else reviewed,
+        "quarantined": quarantined,
+        "failed": failed,
+    }
+
+
+def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
+              process_report: dict[str, Any]) -> dict[str, Any]:
+    counts = {name: len(frame) for name, frame in outcomes.items()}
+    collected = len(processed) + counts["quarantined"]
+    usage = process_report.get("usage", {})
+    return {
+        "collected": collected,
+        "quarantined": counts["quarantined"],
+        "processed": len(processed),
+        "failed": counts["failed"],
+        "approved": counts["exported"],
+        "rejected": counts["rejected"],
+        "exported": counts["exported"],
+        "balanced": collected == sum(counts.values()),
+        "tokens": {"input": usage.get("input_tokens", 0), "output": usage.get("output_tokens", 0)},
+        "cost_usd": usage.get("cost_usd"),
+        "provider_calls": process_report.get("calls", {}),
+        "ai": process_report.get("ai", {}),
+    }

@@ -1,0 +1,235 @@
+"""Review decisions: what a reviewer approves, rejects and edits, and applying that to records.
+
+Failed records are never up for review (they are exported as failed); everything else is
+either approved or rejected by a decision, and nothing unapproved is exported. A decision has
+up to three sources: the score policy (`--approve-above`), a human (form, CLI or sheet), or
+the timeout outcome when no human answered in time. Each record's review columns and the
+audit rows say which one decided it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from augment_it.layout import RunLayout, read_frame, read_json
+from augment_it.records import AI_STATUS, ID, is_missing
+
+REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
+REVIEW_COMMENT = "review_comment"
+REVIEW_COLUMNS = (REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT, REVIEW_COMMENT)
+SCORE = "quality_score"
+AUTO_REVIEWER = "auto"
+EXPIRED_REVIEWER = "(review expired)"
+
+TimeoutOutcome = Literal["reject-all", "approve-all"]
+DecisionSource = Literal["human", "auto", "expired"]
+MISFIT = object()  # an edit whose text cannot become a value of its field's type
+
+
+class RecordEdit(BaseModel):
+    id: str = Field(description="Id of the record to change")
+    field: str = Field(description="Name of the field to change")
+    value: str = Field(description="The new value")
+
+
+class ReviewInput(BaseModel):
+    """What a reviewer submits: the Prefect UI form, `augment review approve` and the sheet."""
+
+    approve: bool = Field(True, description="Approve the records under review, except the rejected ids; "
+                                            "untick to reject them all")
+    reject_ids: list[str] = Field(default_factory=list, description="Ids of records to reject")
+    edits: list[RecordEdit] = Field(
+        default_factory=list, description="Corrections to apply before export: record id, field, new value")
+    reviewer: str = Field(min_length=1, description="Your name, kept with the decision")
+    comment: str = Field("", description="Why, for the audit trail")
+
+
+class ReviewDecision(ReviewInput):
+    """The decision the export applies: the reviewer's input plus what the policy decided alone."""
+
+    source: DecisionSource = "human"
+    auto_approved_ids: list[str] = Field(default_factory=list)  # approved by score, never shown to the human
+    approve_above: float | None = None
+    decided_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class ReviewRequest(BaseModel):
+    """What a paused run waits for (pending.json): lets `augment review` work from another shell."""
+
+    flow_run_id: str
+    api_url: str | None = None
+    to_review: list[str]  # ids a human decides
+    auto_approved: list[str] = Field(default_factory=list)
+    flagged: int = 0
+    failed: int = 0
+    approve_above: float | None = None
+    output_fields: list[str] = Field(default_factory=list)
+    sheet: str | None = None  # the full review sheet (CSV) written beside the run's stage data
+    timeout_seconds: int | None = None
+    timeout_outcome: TimeoutOutcome = "reject-all"
+    requested_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+def read_processed(out: str) -> pd.DataFrame:
+    """Every processed record under OUT (what the review stage decides on)."""
+    report = read_json(RunLayout(out).process_report)
+    frames = [read_frame(part) for part in report["parts"]]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_request(out: str) -> ReviewRequest:
+    """What the paused run under OUT asked for (its pending.json)."""
+    return ReviewRequest.model_validate(read_json(RunLayout(out).pending_review))
+
+
+def review_sheet_path(out: str) -> str:
+    """The full review sheet a paused run writes beside its pending.json."""
+    return RunLayout(out).pending_review.rsplit("/", 1)[0] + "/sheet.csv"
+
+
+def reviewable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame[AI_STATUS] != "failed"] if not frame.empty else frame
+
+
+def split_by_score(frame: pd.DataFrame, approve_above: float | None) -> tuple[list[str], list[str]]:
+    """(ids approved by score alone, ids left for a human); with no threshold a human sees all."""
+    candidates = reviewable(frame)
+    if candidates.empty:
+        return [], []
+    if approve_above is None:
+        return [], [str(i) for i in candidates[ID]]
+    above = candidates[SCORE].fillna(-math.inf) > approve_above
+    return [str(i) for i in candidates.loc[above, ID]], [str(i) for i in candidates.loc[~above, ID]]
+
+
+def auto_decision(frame: pd.DataFrame, approve_above: float | None) -> ReviewDecision:
+    """Approve everything, or only records whose quality score is above the threshold."""
+    approved, _ = split_by_score(frame, approve_above)
+    if approve_above is None:
+        return ReviewDecision(approve=True, reviewer=AUTO_REVIEWER, comment="auto-approved", source="auto")
+    return ReviewDecision(approve=False, reviewer=AUTO_REVIEWER, source="auto", auto_approved_ids=approved,
+                          approve_above=approve_above, comment=f"auto: approved {SCORE} > {approve_above}")
+
+
+def human_decision(given: ReviewInput, request: ReviewRequest) -> ReviewDecision:
+    return ReviewDecision(**given.model_dump(), source="human", auto_approved_ids=request.auto_approved,
+                          approve_above=request.approve_above)
+
+
+def expired_decision(request: ReviewRequest) -> ReviewDecision:
+    """What happens when nobody decided in time: the chosen outcome for the records awaiting review."""
+    return ReviewDecision(
+        approve=request.timeout_outcome == "approve-all", reviewer=EXPIRED_REVIEWER, source="expired",
+        comment=f"no review within {request.timeout_seconds} s; timeout outcome: {request.timeout_outcome}",
+        auto_approved_ids=request.auto_approved, approve_above=request.approve_above,
+    )
+
+
+def editable_fields(frame: pd.DataFrame) -> list[str]:
+    """Fields an edit may change: the record's own and AI fields, never system or review columns."""
+    return sorted(c for c in frame.columns if not str(c).startswith("_") and c not in REVIEW_COLUMNS)
+
+
+def decision_problems(given: ReviewInput, frame: pd.DataFrame) -> list[str]:
+    """What in a submission does not fit the records under review, one sentence each."""
+    candidates = reviewable(frame)
+    ids = {str(i) for i in candidates[ID]} if not candidates.empty else set()
+    problems = [f"unknown id '{i}' in reject_ids" for i in given.reject_ids if i not in ids]
+    editable = editable_fields(frame)
+    for edit in given.edits:
+        if edit.id not in ids:
+            problems.append(f"unknown id '{edit.id}' in edits")
+        if edit.field not in editable:
+            problems.append(f"record field '{edit.field}' does not exist (edits may change: "
+                            f"{', '.join(editable)})")
+        elif coerce(edit.value, frame[edit.field]) is MISFIT:
+            problems.append(f"'{edit.value}' is not a valid {frame[edit.field].dtype} for field "
+                            f"'{edit.field}' of record '{edit.id}'")
+    return problems
+
+
+def coerce(value: str, column: pd.Series) -> Any:
+    """The edit's text as the column's type (int, float, bool) or as text; blank clears the field.
+
+    Returns MISFIT when the text cannot be a value of a numeric or boolean column.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    if pd.api.types.is_bool_dtype(column.dtype):
+        truth = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+        return truth.get(text.lower(), MISFIT)
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        try:
+            number = float(text)
+        except ValueError:
+            return MISFIT
+        if pd.api.types.is_integer_dtype(column.dtype):
+            return int(number) if number.is_integer() else MISFIT
+        return number
+    return value
+
+
+def apply_decision(frame: pd.DataFrame,
+                   decision: ReviewDecision) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The reviewed records (with review columns) and an audit row per decision and per edit."""
+    when = decision.decided_at
+    out = reviewable(frame).copy()
+    if out.empty:  # every record was quarantined or failed: nothing to decide on
+        return out, []
+    rejected, auto = set(decision.reject_ids), set(decision.auto_approved_ids)
+    statuses, by, comments = [], [], []
+    for record_id in out[ID].astype(str):
+        if record_id in rejected:
+            statuses.append("rejected")
+        elif record_id in auto:
+            statuses.append("approved")
+        else:
+            statuses.append("approved" if decision.approve else "rejected")
+        decided_by_policy = record_id in auto and record_id not in rejected
+        by.append(AUTO_REVIEWER if decided_by_policy else decision.reviewer)
+        policy_comment = f"auto: {SCORE} > {decision.approve_above}"
+        comments.append(policy_comment if decided_by_policy else decision.comment)
+    out[REVIEW_STATUS], out[REVIEWED_BY], out[REVIEWED_AT], out[REVIEW_COMMENT] = statuses, by, when, comments
+    audit: list[dict[str, Any]] = []
+    position = {str(record_id): index for index, record_id in zip(out.index, out[ID], strict=True)}
+    for edit in decision.edits:
+        index = position[edit.id]
+        before = out.at[index, edit.field]
+        after = coerce(edit.value, out[edit.field])
+        if after is MISFIT:  # decision_problems refuses these; kept as text if one gets here
+            after = edit.value
+        numeric = pd.api.types.is_numeric_dtype(out[edit.field].dtype)
+        if numeric and (after is None or isinstance(after, str)):
+            out[edit.field] = out[edit.field].astype(object)
+        out.at[index, edit.field] = after
+        audit.append({"id": edit.id, "action": "edit", "field": edit.field,
+                      "before": _plain(before), "after": after,
+                      "reviewer": decision.reviewer, "source": decision.source, "at": when})
+    for record_id, status, reviewer, comment in zip(out[ID], out[REVIEW_STATUS], by, comments, strict=True):
+        audit.append({"id": record_id, "action": status, "reviewer": reviewer, "comment": comment,
+                      "source": "auto" if reviewer == AUTO_REVIEWER else decision.source, "at": when})
+    return out, audit
+
+
+def review_report(decision: ReviewDecision) -> dict[str, Any]:
+    """The review section of summary.json: how the records were decided, by whom, and when."""
+    status = {"human": "reviewed", "auto": "auto", "expired": "review expired"}[decision.source]
+    return {
+        "status": status, "reviewer": decision.reviewer, "decided_at": decision.decided_at,
+        "comment": decision.comment, "approve_above": decision.approve_above,
+        "auto_approved": len(decision.auto_approved_ids), "rejected_ids": len(decision.reject_ids),
+        "edits": len(decision.edits),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can hold it: numpy scalars as Python ones, missing as None."""
+    if hasattr(value, "item") and not isinstance(value, list | dict | str):
+        value = value.item() if getattr(value, "ndim", 0) == 0 else value.tolist()
+    return None if not isinstance(value, list) and is_missing(value) else value

@@ -1,0 +1,132 @@
+"""The review sheet: one CSV row per record under review, edited in any spreadsheet and read back.
+
+Columns: `id`, `decision` (approve or reject; blank means approve), the record's key input
+fields, the AI output fields, `quality_score` and `flags`. Reading it back compares every cell
+with the record: a changed cell becomes an edit, `reject` becomes a rejection. `flags` is for
+reading only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from augment_it.errors import UserInputError
+from augment_it.layout import filesystem
+from augment_it.packet import packet_rows
+from augment_it.records import ID, is_missing
+from augment_it.review import RecordEdit, editable_fields, reviewable
+
+ID_COLUMN, DECISION = "id", "decision"
+READ_ONLY = ("flags",)
+APPROVE, REJECT = {"", "approve", "approved", "yes", "ok"}, {"reject", "rejected", "no"}
+
+
+@dataclass
+class SheetChanges:
+    """What a filled-in sheet asks for, and what in it could not be understood."""
+
+    reject_ids: list[str] = field(default_factory=list)
+    edits: list[RecordEdit] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def review_sheet(frame: pd.DataFrame, output_fields: list[str], ids: list[str] | None = None,
+                 key_limit: int = 5) -> pd.DataFrame:
+    """The sheet for the records under review (all reviewable ones when ids is None), flagged first."""
+    rows = packet_rows(frame, output_fields, ids, key_limit=key_limit, shorten=False)
+    sheet = pd.DataFrame([{ID_COLUMN: r.pop("id"), DECISION: "approve", **r} for r in rows])
+    return sheet
+
+
+def sheet_csv(sheet: pd.DataFrame) -> str:
+    return sheet.map(cell).to_csv(index=False) if not sheet.empty else f"{ID_COLUMN},{DECISION}\n"
+
+
+def cell(value: Any) -> str:
+    """A value as the sheet shows it: blank for missing, JSON for lists and mappings."""
+    if isinstance(value, np.ndarray):  # Parquet lists come back as arrays
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if is_missing(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_sheet(data: str | bytes) -> pd.DataFrame:
+    """A sheet as text cells; a spreadsheet's byte-order mark is dropped."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
+    """Compare a filled-in sheet with the records: rejections, edits, and anything unusable."""
+    changes = SheetChanges()
+    columns = [str(c).strip() for c in sheet.columns]
+    sheet = sheet.set_axis(columns, axis=1)
+    if ID_COLUMN not in columns:
+        changes.problems.append(f"the sheet has no '{ID_COLUMN}' column")
+        return changes
+    editable = set(editable_fields(frame))
+    fields = [c for c in columns if c not in (ID_COLUMN, DECISION, *READ_ONLY)]
+    unknown = [c for c in fields if c not in editable]
+    changes.problems += [f"sheet column '{c}' is not a record field that can be edited" for c in unknown]
+    fields = [c for c in fields if c in editable]
+    candidates = reviewable(frame)
+    records = {str(r[ID]): r for r in candidates.to_dict(orient="records")}
+    for line, row in enumerate(sheet.to_dict(orient="records"), start=2):
+        record_id = str(row[ID_COLUMN]).strip()
+        if record_id not in records:
+            changes.problems.append(f"row {line}: unknown id '{record_id}'")
+            continue
+        verdict = str(row.get(DECISION, "")).strip().lower()
+        if verdict in REJECT:
+            changes.reject_ids.append(record_id)
+        elif verdict not in APPROVE:
+            changes.problems.append(f"row {line}: decision '{row[DECISION]}' is neither approve nor reject")
+        for name in fields:
+            text = str(row[name])
+            if not same_value(text, records[record_id].get(name)):
+                changes.edits.append(RecordEdit(id=record_id, field=name, value=text))
+    return changes
+
+
+def same_value(text: str, value: Any) -> bool:
+    """Whether a cell still says what the record holds (spreadsheets rewrite 0.50 as 0.5)."""
+    original = cell(value)
+    if text.strip() == original.strip():
+        return True
+    try:
+        return math.isclose(float(text), float(original), rel_tol=1e-9, abs_tol=1e-12)
+    except ValueError:
+        return False
+
+
+def read_edits(path: str, frame: pd.DataFrame) -> SheetChanges:
+    """A filled-in review sheet (.csv) or a list of edits (.json: [{"id", "field", "value"}, ...])."""
+    fs, local = filesystem(path)
+    if not fs.exists(local):
+        raise UserInputError(f"edits file {path} does not exist")
+    with fs.open(local, "rb") as handle:
+        data = handle.read()
+    if path.lower().endswith(".csv"):
+        return sheet_changes(read_sheet(data), frame)
+    try:
+        items = json.loads(data)
+        return SheetChanges(edits=[RecordEdit.model_validate(item) for item in items])
+    except (ValueError, TypeError) as exc:
+        raise UserInputError(f"edits file {path}: expected a review sheet (.csv) or a JSON list of "
+                             f"{{\"id\", \"field\", \"value\"}} objects ({exc})") from None
