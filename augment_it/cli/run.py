@@ -1,0 +1,134 @@
+"""`augment run`: the whole pipeline on one source."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from augment_it import progress
+from augment_it.calling import CallPolicy
+from augment_it.cli.terminal import console, fail
+from augment_it.errors import UserInputError
+from augment_it.review import TimeoutOutcome
+from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
+from augment_it.sources import open_source
+from augment_it.sources.web import web_source_uri
+from augment_it.templates import load_template
+
+
+def run(
+    source: Annotated[str, typer.Argument(help="File, Markdown folder or URI to read")],
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template (YAML)")],
+    provider: Annotated[str | None, typer.Option(help="openai | anthropic | groq | none")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name, overrides the template's")] = None,
+    review: Annotated[ReviewPolicy, typer.Option(help="auto | ui | cli")] = "auto",
+    approve_above: Annotated[float | None, typer.Option(
+        help="Approve quality_score > S unreviewed; auto rejects the rest, ui/cli ask a human")] = None,
+    out: Annotated[str, typer.Option(help="Output directory (or fsspec URL)")] = "out",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="parquet | csv | jsonl")] = "parquet",
+    concurrency: Annotated[int, typer.Option(min=1, help="Model calls in flight at once")] = 16,
+    id_column: Annotated[str | None, typer.Option(help="Column holding each record's id")] = None,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute to stay under")] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens per minute to stay under")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer")] = 60.0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask again even if answered")] = False,
+    prices: Annotated[str | None, typer.Option(help="YAML prices per 1M tokens")] = None,
+    review_timeout: Annotated[int, typer.Option(help="Seconds to wait for a reviewer")] = 24 * 3600,
+    review_timeout_outcome: Annotated[TimeoutOutcome, typer.Option(
+        help="When nobody reviews in time: reject-all (nothing exported) or approve-all")] = "reject-all",
+    to: Annotated[str | None, typer.Option("--to", help="Also write approved records back to this URI "
+                                           "(airtable://, nocodb://, databricks://)")] = None,
+    url_column: Annotated[str | None, typer.Option(help="Fetch the web page at the URL in this column "
+                                                   "of SOURCE and add its text")] = None,
+) -> None:
+    """Collect SOURCE, augment it with TEMPLATE, review, and export under --out."""
+    source = web_source_uri(source, url_column)
+    check_inputs(source, template)
+    settings = ProcessSettings(
+        provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
+        call=CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
+    )
+    from flows.pipeline import augment_pipeline
+
+    with ProgressBar(console) as bar:
+        progress.report_to(bar)
+        state = asyncio.run(augment_pipeline(
+            source=source, template=template, out=str(Path(out)) if "://" not in out else out,
+            review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
+            settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
+            review_timeout_outcome=review_timeout_outcome,
+        ))
+        progress.report_to(None)
+    if not state.is_completed():
+        fail(str(state.message))
+    summary = state.result()
+    print_summary(summary, out)
+    if not summary["balanced"]:
+        raise typer.Exit(1)
+
+
+def check_inputs(source: str, template: str) -> None:
+    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template."""
+    try:
+        open_source(source)
+        load_template(template)
+    except UserInputError as exc:
+        fail(str(exc))
+
+
+def print_summary(summary: dict[str, Any], out: str) -> None:
+    table = Table(title=f"augment run → {out}")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for key in ("collected", "quarantined", "processed", "failed", "approved", "rejected", "exported"):
+        table.add_row(key, str(summary[key]))
+    console.print(table)
+    tokens, cost = summary["tokens"], summary["cost_usd"]
+    console.print(f"tokens: {tokens['input']} in, {tokens['output']} out; cost: "
+                  + (f"${cost:.4f}" if cost is not None else "unknown (model not in the price table)"))
+    ai = summary.get("ai", {})
+    if ai.get("status") == "skipped":
+        console.print(f"[yellow]AI step skipped:[/yellow] {escape(str(ai.get('reason')))}")
+        console.print("Ran without a model: collect, validation, enrichers (word count, reading time, "
+                      "language, quality score), review and export.")
+    else:
+        calls = summary["provider_calls"]
+        console.print(
+            f"AI step: {ai.get('provider')} / {ai.get('model')}: {calls.get('answered', 0)} answered, "
+            f"{calls.get('cache_hits', 0)} from the cache, {calls.get('retries', 0)} retries "
+            f"({calls.get('rate_limited', 0)} rate-limited); errors: {calls.get('errors') or 'none'}",
+            markup=False)  # errors quote the provider's text
+    console.print(f"files: {', '.join(summary['files'].values())} and {out}/summary.json", markup=False)
+    if destination := summary.get("destination"):
+        console.print(f"written to {escape(destination['uri'])}: {destination['updated']} updated, "
+                      f"{destination['created']} created, {destination['failed']} failed")
+
+
+class ProgressBar:
+    """The process stage's records as a bar on the terminal (rich draws nothing when piped)."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = Progress(TextColumn("process"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=console)
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, total: int) -> None:
+        self._task = self._bar.add_task("process", total=total)
+
+    def advance(self, done: int = 1) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, done)
