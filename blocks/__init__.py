@@ -1,0 +1,1 @@
+"""Prefect blocks: credentials, connections and prompt templates editable in the UI."""

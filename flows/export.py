@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from augment_it.settings import ExportFormat
+from tasks.export import (
+    apply_review,
+    write_decisions_log,
+    write_outcomes,
+    write_summary,
+    write_to_destination,
+)
+from tasks.failures import fails_cleanly, outcome
+
+
+@flow(name="export", log_prints=True)
+@fails_cleanly
+def export(out: str, fmt: ExportFormat = "parquet", destination: str | None = None) -> dict[str, Any]:
+    """Write approved, rejected, quarantined and failed records under OUT, and summary.json;
+    with DESTINATION (a store URI), also write the approved records back to it."""
+    processed, reviewed, audit = apply_review(out)
+    outcomes = write_outcomes(out, processed, reviewed, fmt)
+    write_decisions_log(out, audit)
+    summary = write_summary(out, outcomes, processed, fmt)
+    if destination:
+        summary = outcome(write_to_destination(out, destination, outcomes["exported"], summary,
+                                               return_state=True))
+    return summary

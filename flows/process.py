@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+
+from augment_it.layout import RunLayout
+from augment_it.pricing import PriceTable
+from augment_it.processing import chunk_fingerprint
+from augment_it.records import ID
+from augment_it.settings import ProcessSettings
+from tasks.failures import aoutcome, fails_cleanly
+from tasks.process import (
+    augment_chunk,
+    close_model,
+    load_collected,
+    open_model,
+    prepare_template,
+    write_process_report,
+)
+
+CHUNKS_IN_FLIGHT = 2  # the next chunk fills the model's slots while the last one's tail finishes
+
+
+@flow(name="process", log_prints=True)
+@fails_cleanly
+async def process(out: str, template: str, settings: ProcessSettings | None = None) -> str:
+    """Augment the collected records under OUT with TEMPLATE; returns the report's URL."""
+    settings = settings or ProcessSettings()
+    layout = RunLayout(out)
+    prompt = await aoutcome(prepare_template(template, settings, return_state=True))
+    records = load_collected(out)
+    plan = open_model(prompt, settings)
+    prices = PriceTable.load(settings.prices_path)
+    size = settings.effective_chunk_size(len(records))
+    chunks = [records[i:i + size] for i in range(0, len(records), size)]
+    progress = await acreate_progress_artifact(0.0 if chunks else 100.0, key="process-progress",
+                                               description=f"{len(records)} records in {len(chunks)} chunks")
+    window, done = asyncio.Semaphore(CHUNKS_IN_FLIGHT), 0
+
+    async def run_chunk(index: int, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        nonlocal done
+        part = layout.process_part(index, chunk_fingerprint(prompt, [r[ID] for r in chunk]))
+        async with window:
+            report = await augment_chunk(chunk, part, prompt, plan, prices)
+        done += 1
+        await aupdate_progress_artifact(progress, 100.0 * done / len(chunks))
+        return report
+
+    reports = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
+    calls = await close_model(plan)
+    write_process_report(out, prompt, plan, list(reports), calls)
+    if plan.caller is None:
+        print(f"AI step skipped: {plan.skip_reason}")
+    return layout.process_report

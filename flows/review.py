@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import time
+
+import anyio
+import pandas as pd
+from prefect import flow, get_client, get_run_logger
+from prefect.context import get_run_context
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Completed, Running, State
+
+from augment_it.review import (
+    ReviewInput,
+    TimeoutOutcome,
+    decision_problems,
+    expired_decision,
+    human_decision,
+    split_by_score,
+)
+from augment_it.settings import ReviewPolicy
+from tasks.review import (
+    decide_automatically,
+    load_processed,
+    publish_review_packet,
+    request_review,
+    save_decision,
+)
+
+DEFAULT_TIMEOUT = 24 * 3600
+POLL_SECONDS = 5  # how soon a paused run notices it was resumed
+SERVER_GRACE = 120  # seconds the server's pause timeout exceeds ours (see ask_reviewer)
+EXPIRED = "ReviewExpired"  # the name of the state a review run ends in when nobody decided
+
+
+class ReviewForm(RunInput, ReviewInput):
+    """The form the Prefect UI shows while the run waits for a reviewer."""
+
+
+@flow(name="review", log_prints=True)
+async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float | None = None,
+                 timeout_seconds: int = DEFAULT_TIMEOUT,
+                 timeout_outcome: TimeoutOutcome = "reject-all") -> State:
+    """Decide which processed records under OUT are approved: by score, by a reviewer, or by timeout.
+
+    With policy ui or cli, records scoring above APPROVE_ABOVE are approved without review and
+    the rest wait for a human; if none decides within TIMEOUT_SECONDS, TIMEOUT_OUTCOME applies
+    and the run ends in the state ReviewExpired.
+    """
+    frame = load_processed(out)
+    if policy == "auto" or not split_by_score(frame, approve_above)[1]:
+        decision = decide_automatically(frame, approve_above)
+    else:
+        run_id = str(get_run_context().flow_run.id)
+        request = request_review(out, frame, run_id, PREFECT_API_URL.value(), approve_above,
+                                 timeout_seconds, timeout_outcome)
+        summary = publish_review_packet(frame, request)
+        print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
+              f"Prefect UI, or `augment review show {run_id}` then "
+              f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
+        given = await ask_reviewer(frame, summary, timeout_seconds)
+        decision = human_decision(given, request) if given else expired_decision(request)
+    location = save_decision(out, decision)
+    if decision.source == "expired":
+        message = f"review expired: nobody decided within {timeout_seconds} s; {decision.comment}"
+        get_run_logger().warning(message)
+        return Completed(name=EXPIRED, message=message, data=location)
+    return Completed(message=f"{decision.source} decision by {decision.reviewer}", data=location)
+
+
+async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) -> ReviewInput | None:
+    """Pause until a valid decision arrives; an invalid one pauses again with what was wrong.
+
+    The timeout covers all pauses together; None when it runs out.
+    """
+    logger = get_run_logger()
+    description = summary
+    deadline = time.monotonic() + timeout_seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        form = None
+        # The server fails a run whose pause outlives its timeout, so the pause gets a longer one
+        # than ours: when ours runs out, the run leaves the pause itself and ends as ReviewExpired.
+        with anyio.move_on_after(remaining):
+            form = await pause_flow_run(
+                wait_for_input=ReviewForm.with_initial_data(description=description),
+                timeout=round(remaining) + SERVER_GRACE,
+                poll_interval=min(POLL_SECONDS, max(0.5, remaining / 4)),
+            )
+        if form is None:
+            break
+        given = ReviewInput.model_validate(form.model_dump())
+        problems = decision_problems(given, frame)
+        if not problems:
+            return given
+        logger.warning("Review input rejected, waiting again: %s", "; ".join(problems))
+        description = ("**The last submission could not be used, nothing was applied:**\n\n"
+                       + "\n".join(f"- {p}" for p in problems) + "\n\n" + summary)
+    await leave_pause()
+    return None
+
+
+async def leave_pause() -> None:
+    """Take the run out of its pause (as a resume would) so it can end in a state of its own."""
+    run_id = get_run_context().flow_run.id
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        if run.state is not None and run.state.is_paused():
+            await client.set_flow_run_state(run_id, Running(message="review expired"))

@@ -1,0 +1,89 @@
+"""Export-stage tasks: apply the review decision and write one file per outcome."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
+from augment_it.enrichers import ENRICHED_FIELDS
+from augment_it.export import OUTCOMES, split_outcomes, summarize
+from augment_it.layout import RunLayout, read_frame, read_json, write_frame, write_json, write_text
+from augment_it.review import ReviewDecision, apply_decision, review_report
+from augment_it.sinks import open_sink
+from tasks.failures import fails_cleanly
+from tasks.review import read_processed
+
+
+@task(name="apply-decision", cache_policy=NO_CACHE)
+def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    layout = RunLayout(out)
+    processed = read_processed(out)
+    decision = ReviewDecision.model_validate(read_json(layout.decision))
+    reviewed, audit = apply_decision(processed, decision)
+    return processed, reviewed, audit
+
+
+@task(name="write-outcomes", cache_policy=NO_CACHE)
+def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
+                   fmt: str) -> dict[str, pd.DataFrame]:
+    layout = RunLayout(out)
+    outcomes = split_outcomes(processed, reviewed, read_frame(layout.quarantine))
+    for name in OUTCOMES:
+        write_frame(outcomes[name], layout.export(name, fmt), fmt)
+    return outcomes
+
+
+@task(name="write-decisions-log", cache_policy=NO_CACHE)
+def write_decisions_log(out: str, audit: list[dict[str, Any]]) -> None:
+    write_text("".join(json.dumps(row, default=str) + "\n" for row in audit), RunLayout(out).decisions_log)
+
+
+@task(name="write-summary", cache_policy=NO_CACHE)
+def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
+                  fmt: str) -> dict[str, Any]:
+    layout = RunLayout(out)
+    summary = summarize(outcomes, processed, read_json(layout.process_report))
+    summary["files"] = {name: layout.export(name, fmt) for name in OUTCOMES}
+    summary["review"] = review_report(ReviewDecision.model_validate(read_json(layout.decision)))
+    write_json(summary, layout.summary)
+    create_markdown_artifact(
+        key="export-summary", description="What the run exported",
+        markdown="\n".join(["# Export", "", "| outcome | records |", "|---|---|"]
+                           + [f"| {k} | {summary[k]} |" for k in
+                              ("collected", "quarantined", "failed", "rejected", "exported")]
+                           + ["", "Review: **{status}** ({comment})".format(**summary["review"])]),
+    )
+    return summary
+
+
+@task(name="write-to-destination", cache_policy=NO_CACHE)  # each sink retries its own requests
+@fails_cleanly
+def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
+                         summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the approved records' augmented fields back to DESTINATION; counts go in summary.json.
+
+    The fields written are the template's output fields and the enrichers, unless the
+    destination URI names its own with `?fields=`.
+    """
+    layout = RunLayout(out)
+    template = read_json(layout.process_report).get("template", {})
+    fields = [*template.get("output_fields", []), *(f for f in ENRICHED_FIELDS if f in exported.columns)]
+    counts = open_sink(destination, fields).write(exported)
+    summary = {**summary, "destination": {"uri": destination, **counts}}
+    write_json(summary, layout.summary)
+    create_markdown_artifact(
+        key="export-destination", description="Records written back to the destination",
+        markdown="\n".join(["# Destination", "", f"`{destination}`", "", "| written | records |", "|---|---|",
+                            f"| updated | {counts['updated']} |", f"| created | {counts['created']} |",
+                            f"| failed | {counts['failed']} |"]
+                           + ([""] + [f"- {e}" for e in counts["errors"]] if counts["errors"] else [])),
+    )
+    if counts["failed"]:
+        print(f"{counts['failed']} record(s) could not be written to {destination}; see summary.json")
+    return summary

@@ -1,0 +1,104 @@
+"""Process-stage tasks: one task run per chunk of records, many model calls inside each.
+
+A task per record would cost tens of milliseconds of orchestration each; a chunk amortises that
+and doubles as the checkpoint: a finished chunk is a Parquet part that a rerun skips.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from augment_it import progress
+from augment_it.layout import RunLayout, exists, read_frame, write_frame, write_json
+from augment_it.pricing import PriceTable
+from augment_it.processing import ModelPlan, apply_overrides, augment_records, open_plan
+from augment_it.records import AI_STATUS, ID
+from augment_it.settings import ProcessSettings
+from augment_it.templates import PromptTemplate
+from blocks.providers import stored_credentials
+from blocks.templates import load_prompt_template
+from tasks.failures import fails_cleanly
+
+
+@task(name="load-template", cache_policy=NO_CACHE)
+@fails_cleanly
+def prepare_template(path: str, settings: ProcessSettings) -> PromptTemplate:
+    """The template from a file or URL, or from a stored block (`block:NAME`), with overrides."""
+    return apply_overrides(load_prompt_template(path), settings)
+
+
+@task(name="load-collected", cache_policy=NO_CACHE)
+def load_collected(out: str) -> list[dict[str, Any]]:
+    frame = read_frame(RunLayout(out).collected)
+    progress.start(len(frame))
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+@task(name="open-model", cache_policy=NO_CACHE, persist_result=False)
+def open_model(template: PromptTemplate, settings: ProcessSettings) -> ModelPlan:
+    """The model to call; its key from the environment, else from a credentials block."""
+    stored = None if template.provider == "none" else stored_credentials(template.provider)
+    return open_plan(template, settings, *(stored or ()))
+
+
+@task(name="augment-chunk", cache_policy=NO_CACHE)
+async def augment_chunk(records: list[dict[str, Any]], part: str, template: PromptTemplate,
+                        plan: ModelPlan, prices: PriceTable) -> dict[str, Any]:
+    if exists(part):  # finished by an earlier run of the same records and template
+        progress.advance(len(records))
+        return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
+    frame = pd.DataFrame(await augment_records(records, template, plan, prices))
+    write_frame(frame, part)
+    return {**chunk_counts(frame), "part": part, "resumed": False}
+
+
+def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
+    status = frame[AI_STATUS].value_counts().to_dict()
+    costs = frame["_cost_usd"]
+    return {
+        "records": len(frame),
+        "ids": len(set(frame[ID])),
+        "ok": int(status.get("ok", 0)), "failed": int(status.get("failed", 0)),
+        "skipped": int(status.get("skipped", 0)),
+        "input_tokens": int(frame["_input_tokens"].sum()),
+        "output_tokens": int(frame["_output_tokens"].sum()),
+        "cost_usd": None if costs.isna().any() else float(costs.sum()),
+        "cached": int(frame["_cached"].sum()),
+    }
+
+
+@task(name="close-model", cache_policy=NO_CACHE)
+async def close_model(plan: ModelPlan) -> dict[str, Any]:
+    """Close the SDK client; return this run's call statistics."""
+    if plan.caller is None:
+        return {}
+    await plan.caller.close()
+    stats = plan.caller.stats
+    return {"sent": stats.sent, "answered": stats.answered, "cache_hits": stats.cache_hits,
+            "retries": stats.retries, "rate_limited": stats.rate_limited, "errors": stats.errors}
+
+
+@task(name="write-process-report", cache_policy=NO_CACHE)
+def write_process_report(out: str, template: PromptTemplate, plan: ModelPlan,
+                         chunks: list[dict[str, Any]], calls: dict[str, Any]) -> dict[str, Any]:
+    costs = [c["cost_usd"] for c in chunks]
+    report = {
+        "template": {"name": template.name, "version": template.version,
+                     "provider": template.provider, "model": template.model,
+                     "output_fields": list(template.output_fields)},
+        "parts": [c["part"] for c in chunks],
+        "ai": {"status": "skipped", "reason": plan.skip_reason} if plan.caller is None
+        else {"status": "used", "provider": template.provider, "model": template.model},
+        "records": {k: sum(c[k] for c in chunks) for k in ("records", "ok", "failed", "skipped", "cached")},
+        "usage": {"input_tokens": sum(c["input_tokens"] for c in chunks),
+                  "output_tokens": sum(c["output_tokens"] for c in chunks),
+                  "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6)},
+        "resumed_chunks": sum(1 for c in chunks if c["resumed"]),
+        "calls": calls,
+    }
+    write_json(report, RunLayout(out).process_report)
+    return report

@@ -1,0 +1,81 @@
+"""Review-stage tasks: load what was processed, show it to a reviewer, keep the decision."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from augment_it.layout import RunLayout, read_json, write_json, write_text
+from augment_it.packet import PACKET_ROWS, packet_rows, packet_summary
+from augment_it.review import (
+    ReviewDecision,
+    ReviewRequest,
+    TimeoutOutcome,
+    auto_decision,
+    read_processed,
+    review_sheet_path,
+    split_by_score,
+)
+from augment_it.sheet import review_sheet, sheet_csv
+
+
+def output_fields(out: str) -> list[str]:
+    return list(read_json(RunLayout(out).process_report)["template"]["output_fields"])
+
+
+@task(name="load-processed", cache_policy=NO_CACHE)
+def load_processed(out: str) -> pd.DataFrame:
+    return read_processed(out)
+
+
+@task(name="decide-automatically", cache_policy=NO_CACHE)
+def decide_automatically(frame: pd.DataFrame, approve_above: float | None) -> ReviewDecision:
+    return auto_decision(frame, approve_above)
+
+
+@task(name="request-review", cache_policy=NO_CACHE)
+def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str | None,
+                   approve_above: float | None, timeout_seconds: int,
+                   timeout_outcome: TimeoutOutcome) -> ReviewRequest:
+    """Split auto-approved from human-reviewed records, write the full sheet and pending.json."""
+    auto_ids, human_ids = split_by_score(frame, approve_above)
+    fields = output_fields(out)
+    sheet = review_sheet(frame, fields, human_ids)
+    request = ReviewRequest(
+        flow_run_id=flow_run_id, api_url=api_url, to_review=human_ids, auto_approved=auto_ids,
+        flagged=int((sheet["flags"] != "").sum()) if not sheet.empty else 0,
+        failed=len(frame) - len(auto_ids) - len(human_ids), approve_above=approve_above,
+        output_fields=fields, sheet=review_sheet_path(out), timeout_seconds=timeout_seconds,
+        timeout_outcome=timeout_outcome,
+    )
+    write_text(sheet_csv(sheet), request.sheet)
+    write_json(request.model_dump(), RunLayout(out).pending_review)
+    return request
+
+
+@task(name="publish-review-packet", cache_policy=NO_CACHE)
+def publish_review_packet(frame: pd.DataFrame, request: ReviewRequest) -> str:
+    """Publish the table, summary and sheet-link artifacts; return the summary for the pause form."""
+    rows = packet_rows(frame, request.output_fields, request.to_review)
+    summary = packet_summary(frame, rows, request)
+    if rows:
+        create_table_artifact(table=rows[:PACKET_ROWS], key="review-packet",
+                              description=f"{len(rows)} records awaiting review, flagged first"
+                              + (f" (first {PACKET_ROWS}; all in the review sheet)"
+                                 if len(rows) > PACKET_ROWS else ""))
+    create_markdown_artifact(markdown=summary, key="review-summary", description="What to review")
+    if request.sheet:
+        link = request.sheet if "://" in request.sheet else f"file://{request.sheet}"
+        create_link_artifact(link=link, link_text="review sheet (CSV)", key="review-sheet",
+                             description="Every record awaiting review; edit and submit with "
+                                         "`augment review approve RUN --edits sheet.csv`")
+    return summary
+
+
+@task(name="save-decision", cache_policy=NO_CACHE)
+def save_decision(out: str, decision: ReviewDecision) -> str:
+    layout = RunLayout(out)
+    write_json(decision.model_dump(), layout.decision)
+    return layout.decision
