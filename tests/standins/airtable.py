@@ -1,0 +1,413 @@
+"""A local stand-in for the Airtable Web API (v0), as documented.
+
+- `GET /v0/{baseId}/{tableIdOrName}`: `pageSize` (max 100), `offset`, `maxRecords`, `view`,
+  `filterByFormula`, `fields[]`; answers `{"records": [...], "offset": "..."}` while more remain.
+  `POST /v0/{baseId}/{table}/listRecords` takes the same options in the body.
+- `POST` (create), `PATCH` (update) and `PUT` (replace) with `{"records": [...], "typecast": bool}`,
+  at most 10 records (more: 422 INVALID_RECORDS); `performUpsert.fieldsToMergeOn` matches records
+  without an id and answers `createdRecords` / `updatedRecords`.
+- Errors as Airtable sends them: 401 AUTHENTICATION_REQUIRED, 403
+  INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND, 404 NOT_FOUND, 422 UNKNOWN_FIELD_NAME /
+  INVALID_VALUE_FOR_COLUMN / INVALID_MULTIPLE_CHOICE_OPTIONS / ROW_DOES_NOT_EXIST /
+  VIEW_NAME_NOT_FOUND / INVALID_FILTER_BY_FORMULA, and 429 once a base gets more than 5 requests
+  in a second (with `Retry-After`).
+- Empty cell values are left out of `fields`, as Airtable does.
+
+Formulas understood: `{F}='v'`, `{F}!='v'`, `{F}=3`, `{F}` (non-empty), `NOT(...)`, `AND(...)`,
+`OR(...)`; anything else is answered 422 like an invalid formula.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.standins.background import BackgroundServer
+
+MAX_RECORDS_PER_REQUEST = 10
+MAX_PAGE_SIZE = 100
+REQUESTS_PER_SECOND = 5
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{next(_ids):014d}"
+
+
+class AirtableError(Exception):
+    def __init__(self, status: int, error: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, error)
+        self.status, self.error, self.headers = status, error, headers or {}
+
+
+def _unprocessable(kind: str, message: str) -> AirtableError:
+    return AirtableError(422, {"type": kind, "message": message})
+
+
+@dataclass
+class FakeTable:
+    id: str
+    name: str
+    fields: dict[str, str]  # name -> singleLineText | multilineText | number | singleSelect | checkbox
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    views: dict[str, str | None] = field(default_factory=dict)  # view name -> formula (None = all)
+    select_options: dict[str, set[str]] = field(default_factory=dict)
+
+    def visible(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in fields.items() if v not in (None, "", False, [])}
+
+    def as_json(self, record: dict[str, Any], only: list[str] | None = None) -> dict[str, Any]:
+        fields = self.visible(record["fields"])
+        if only:
+            fields = {k: v for k, v in fields.items() if k in only}
+        return {"id": record["id"], "createdTime": record["createdTime"], "fields": fields}
+
+    def cast(self, name: str, value: Any, typecast: bool) -> Any:
+        kind = self.fields.get(name)
+        if kind is None:
+            raise _unprocessable("UNKNOWN_FIELD_NAME", f'Unknown field name: "{name}"')
+        if value is None:
+            return None
+        bad = _unprocessable("INVALID_VALUE_FOR_COLUMN",
+                             f'Field "{name}" cannot accept the provided value')
+        if kind == "number":
+            if isinstance(value, bool):
+                raise bad
+            if isinstance(value, int | float):
+                return value
+            if typecast and isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise bad from None
+                return int(number) if number.is_integer() else number
+            raise bad
+        if kind == "checkbox":
+            if isinstance(value, bool):
+                return value
+            if typecast:
+                return str(value).lower() in {"true", "1", "yes", "checked"}
+            raise bad
+        if kind == "singleSelect":
+            text = value if isinstance(value, str) else (str(value) if typecast else None)
+            if text is None:
+                raise bad
+            options = self.select_options.setdefault(name, set())
+            if text and text not in options:
+                if not typecast:
+                    raise _unprocessable("INVALID_MULTIPLE_CHOICE_OPTIONS",
+                                         f'Insufficient permissions to create new select option ""{text}""')
+                options.add(text)
+            return text
+        if isinstance(value, str):
+            return value
+        if typecast:
+            return value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) \
+                else str(value)
+        raise bad
+
+    def cast_all(self, fields: Any, typecast: bool) -> dict[str, Any]:
+        if not isinstance(fields, dict):
+            raise _unprocessable("INVALID_REQUEST_UNKNOWN", "Invalid request: fields must be an object")
+        return {name: self.cast(name, value, typecast) for name, value in fields.items()}
+
+
+def _parse_formula(text: str) -> Any:
+    """A predicate for the small formula subset the stand-in understands."""
+    text = text.strip()
+    match = re.fullmatch(r"(NOT|AND|OR)\((.*)\)", text, flags=re.S | re.I)
+    if match:
+        op, inner = match.group(1).upper(), match.group(2)
+        parts = _split_args(inner)
+        preds = [_parse_formula(p) for p in parts]
+        if op == "NOT":
+            if len(preds) != 1:
+                raise ValueError(text)
+            return lambda f: not preds[0](f)
+        if op == "AND":
+            return lambda f: all(p(f) for p in preds)
+        return lambda f: any(p(f) for p in preds)
+    match = re.fullmatch(r"\{([^}]+)\}\s*(!=|=)\s*(?:'([^']*)'|\"([^\"]*)\"|(-?\d+(?:\.\d+)?))", text)
+    if match:
+        name, op = match.group(1), match.group(2)
+        literal: Any = match.group(3) if match.group(3) is not None else match.group(4)
+        if literal is None:
+            literal = float(match.group(5))
+
+        def compare(fields: dict[str, Any]) -> bool:
+            value = fields.get(name)
+            value = "" if value is None else value
+            numeric = isinstance(literal, float) and isinstance(value, int | float)
+            equal = float(value) == literal if numeric else str(value) == str(literal)
+            return equal if op == "=" else not equal
+
+        return compare
+    match = re.fullmatch(r"\{([^}]+)\}", text)
+    if match:
+        name = match.group(1)
+        return lambda f: f.get(name) not in (None, "", False, [], 0)
+    raise ValueError(text)
+
+
+def _split_args(inner: str) -> list[str]:
+    parts, depth, current, quote = [], 0, [], ""
+    for char in inner:
+        if quote:
+            current.append(char)
+            if char == quote:
+                quote = ""
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+class AirtableStandin(BackgroundServer):
+    def __init__(self, token: str = "pat-standin", retry_after: float = 1.0,
+                 requests_per_second: int = REQUESTS_PER_SECOND) -> None:
+        self.token = token
+        self.retry_after = retry_after
+        self.requests_per_second = requests_per_second
+        self.bases: dict[str, dict[str, FakeTable]] = {}
+        self.log: list[dict[str, Any]] = []  # method, path, records in the body, status
+        self.rate_limited = 0
+        self.faults: deque[tuple[int, Any, dict[str, str]]] = deque()  # answered before anything else
+        self._recent: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        routes = [
+            Route("/v0/{base}/{table}/listRecords", self._list_post, methods=["POST"]),
+            Route("/v0/{base}/{table}", self._records, methods=["GET", "POST", "PATCH", "PUT"]),
+        ]
+        super().__init__(Starlette(routes=routes))
+
+    # -------------------------------------------------------------- test helpers
+    def add_table(self, base: str, name: str, fields: dict[str, str],
+                  records: list[dict[str, Any]] = ()) -> FakeTable:
+        table = FakeTable(new_id("tbl"), name, dict(fields))
+        for values in records:
+            record_id = new_id("rec")
+            table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
+                                        "fields": table.cast_all(values, typecast=True)}
+        self.bases.setdefault(base, {})[table.id] = table
+        return table
+
+    def table(self, base: str, name: str) -> FakeTable:
+        return self._table(base, name)
+
+    def fail_next(self, status: int, error: Any, headers: dict[str, str] | None = None,
+                  times: int = 1) -> None:
+        for _ in range(times):
+            self.faults.append((status, error, headers or {}))
+
+    def max_requests_in_any_second(self, base: str) -> int:
+        times = sorted(e["time"] for e in self.log if e["base"] == base and e["status"] != 429)
+        best, start = 0, 0
+        for end, moment in enumerate(times):
+            while moment - times[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # -------------------------------------------------------------- plumbing
+    def _table(self, base: str, name: str) -> FakeTable:
+        if base not in self.bases:
+            raise AirtableError(404, "NOT_FOUND")
+        for table in self.bases[base].values():
+            if name in (table.id, table.name):
+                return table
+        raise AirtableError(403, {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+                                  "message": "Invalid permissions, or the requested model was not found. "
+                                             "Check that both your user and your token have the required "
+                                             "permissions, and that the model names and/or ids are correct."})
+
+    def _check(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        if header != f"Bearer {self.token}":
+            raise AirtableError(401, {"type": "AUTHENTICATION_REQUIRED",
+                                      "message": "Authentication required"})
+        base = request.path_params["base"]
+        with self._lock:
+            if self.faults:
+                status, error, headers = self.faults.popleft()
+                raise AirtableError(status, error, headers)
+            now = time.monotonic()
+            recent = self._recent.setdefault(base, deque())
+            while recent and now - recent[0] >= 1.0:
+                recent.popleft()
+            if len(recent) >= self.requests_per_second:
+                self.rate_limited += 1
+                raise AirtableError(429, None, {"Retry-After": f"{self.retry_after:g}"})
+            recent.append(now)
+
+    async def _handle(self, request: Request, action: Any) -> JSONResponse:
+        entry = {"method": request.method, "base": request.path_params["base"],
+                 "path": request.url.path, "time": time.monotonic(), "records": 0}
+        try:
+            self._check(request)
+            body = await request.json() if request.method in {"POST", "PATCH", "PUT"} else {}
+            if isinstance(body, dict) and isinstance(body.get("records"), list):
+                entry["records"] = len(body["records"])
+            table = self._table(request.path_params["base"], request.path_params["table"])
+            with self._lock:
+                payload = action(request, table, body)
+            entry["status"] = 200
+            return JSONResponse(payload)
+        except AirtableError as exc:
+            entry["status"] = exc.status
+            if exc.status == 429:
+                content: Any = {"errors": [{"error": "RATE_LIMIT_REACHED",
+                                            "message": "Rate limit exceeded. Please try again later"}]}
+            else:
+                content = {"error": exc.error}
+            return JSONResponse(content, status_code=exc.status, headers=exc.headers)
+        except json.JSONDecodeError:
+            entry["status"] = 422
+            return JSONResponse({"error": {"type": "INVALID_REQUEST_UNKNOWN", "message": "Invalid request"}},
+                                status_code=422)
+        finally:
+            self.log.append(entry)
+
+    async def _list_post(self, request: Request) -> JSONResponse:
+        return await self._handle(request, lambda r, t, body: self._list(t, body))
+
+    async def _records(self, request: Request) -> JSONResponse:
+        if request.method == "GET":
+            query = request.query_params
+            options = {k: v for k, v in query.items() if k in ("pageSize", "offset", "maxRecords", "view",
+                                                                "filterByFormula")}
+            options["fields"] = query.getlist("fields[]") or query.getlist("fields")
+            return await self._handle(request, lambda r, t, body: self._list(t, options))
+        if request.method == "POST":
+            return await self._handle(request, lambda r, t, body: self._create(t, body))
+        return await self._handle(request, lambda r, t, body: self._update(t, body, request.method == "PUT"))
+
+    # -------------------------------------------------------------- operations
+    def _list(self, table: FakeTable, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            page_size = int(options.get("pageSize") or MAX_PAGE_SIZE)
+        except ValueError:
+            raise _unprocessable("INVALID_PAGE_SIZE", "pageSize must be an integer") from None
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise _unprocessable("INVALID_PAGE_SIZE", f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+        records = list(table.records.values())
+        if view := options.get("view"):
+            if view not in table.views:
+                raise _unprocessable("VIEW_NAME_NOT_FOUND", f'Could not find view "{view}" in table')
+            if table.views[view]:
+                records = self._filter(records, table.views[view])
+        if formula := options.get("filterByFormula"):
+            records = self._filter(records, formula)
+        if max_records := options.get("maxRecords"):
+            records = records[:int(max_records)]
+        start = 0
+        if offset := options.get("offset"):
+            match = re.fullmatch(r"itr[0-9a-z]+/(\d+)", str(offset))
+            if not match:
+                raise _unprocessable("LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "Iterator not available")
+            start = int(match.group(1))
+        page = records[start:start + page_size]
+        answer: dict[str, Any] = {"records": [table.as_json(r, options.get("fields") or None) for r in page]}
+        if start + page_size < len(records):
+            answer["offset"] = f"itr{table.id.lower()}/{start + page_size}"
+        return answer
+
+    def _filter(self, records: list[dict[str, Any]], formula: str) -> list[dict[str, Any]]:
+        try:
+            predicate = _parse_formula(formula)
+        except ValueError:
+            raise _unprocessable("INVALID_FILTER_BY_FORMULA",
+                                 f"The formula for filtering records is invalid: {formula}") from None
+        return [r for r in records if predicate(r["fields"])]
+
+    def _batch(self, body: Any) -> list[Any]:
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list) or not records:
+            raise _unprocessable("INVALID_RECORDS", '"records" must be a non-empty array')
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise _unprocessable("INVALID_RECORDS", f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be "
+                                 f"created per request but you have provided {len(records)}.")
+        return records
+
+    def _create(self, table: FakeTable, body: Any) -> dict[str, Any]:
+        typecast = bool(body.get("typecast")) if isinstance(body, dict) else False
+        single = isinstance(body, dict) and "fields" in body and "records" not in body
+        items = [body] if single else self._batch(body)
+        casted = [table.cast_all(item.get("fields", {}), typecast) for item in items]  # all or nothing
+        created = []
+        for fields in casted:
+            record_id = new_id("rec")
+            table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
+                                        "fields": fields}
+            created.append(table.as_json(table.records[record_id]))
+        return created[0] if single else {"records": created}
+
+    def _update(self, table: FakeTable, body: Any, replace: bool) -> dict[str, Any]:
+        items = self._batch(body)
+        typecast = bool(body.get("typecast"))
+        upsert = body.get("performUpsert")
+        merge_on: list[str] = []
+        if upsert is not None:
+            merge_on = upsert.get("fieldsToMergeOn") if isinstance(upsert, dict) else None
+            if not isinstance(merge_on, list) or not 1 <= len(merge_on) <= 3:
+                raise _unprocessable("INVALID_REQUEST_UNKNOWN", "fieldsToMergeOn must list 1 to 3 fields")
+            for name in merge_on:
+                if name not in table.fields:
+                    raise _unprocessable("UNKNOWN_FIELD_NAME", f'Unknown field name: "{name}"')
+        plan: list[tuple[str | None, dict[str, Any]]] = []
+        for item in items:
+            fields = table.cast_all(item.get("fields", {}), typecast)
+            record_id = item.get("id")
+            if record_id is None:
+                if not merge_on:
+                    raise _unprocessable("INVALID_RECORDS",
+                                         "Each record needs an id unless performUpsert is set")
+                if any(fields.get(name) in (None, "") for name in merge_on):
+                    raise _unprocessable("INVALID_VALUE_FOR_COLUMN",
+                                         "A record is missing a fieldsToMergeOn value")
+                matches = [r for r in table.records.values()
+                           if all(r["fields"].get(n) == fields.get(n) for n in merge_on)]
+                if len(matches) > 1:
+                    raise _unprocessable("INVALID_VALUE_FOR_COLUMN",
+                                         "More than one record matches the fieldsToMergeOn values")
+                record_id = matches[0]["id"] if matches else None
+            elif record_id not in table.records:
+                raise _unprocessable("ROW_DOES_NOT_EXIST",
+                                     f"Record ID {record_id} does not exist in this table")
+            plan.append((record_id, fields))
+        out, created, updated = [], [], []
+        for record_id, fields in plan:
+            if record_id is None:
+                record_id = new_id("rec")
+                table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
+                                            "fields": fields}
+                created.append(record_id)
+            else:
+                record = table.records[record_id]
+                record["fields"] = fields if replace else {**record["fields"], **fields}
+                updated.append(record_id)
+            out.append(table.as_json(table.records[record_id]))
+        answer: dict[str, Any] = {"records": out}
+        if upsert is not None:
+            answer.update(createdRecords=created, updatedRecords=updated)
+        return answer

@@ -1,0 +1,84 @@
+"""The bad-input corpus through the whole pipeline: a clear error or quarantined records, never a
+traceback, never a lost record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from augment_it.settings import ProcessSettings
+from tests.conftest import DATA, EXAMPLES
+from tests.pipeline import assert_every_record_once, run_pipeline
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+BAD = DATA / "bad"
+TEMPLATE = EXAMPLES / "templates" / "company-profile.yaml"
+PLAIN = BAD / "plain.yaml"
+NO_MODEL = ProcessSettings(provider="none")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plain_template() -> None:
+    PLAIN.write_text("name: plain\nmodel: m\nprompt: 'About {{ name }}'\n")
+    yield
+    PLAIN.unlink()
+
+
+@pytest.mark.parametrize(("source", "id_column", "quarantined", "reason"), [
+    ("truncated.csv", "id", [None, None], "truncated.csv:3: row has 2 fields, the header has 3"),
+    ("invalid-utf8.csv", "id", [None], "field 'name' is not valid UTF-8"),
+    ("missing-id-column.csv", "id", [None, None], "column 'id' is missing from the source"),
+    ("duplicate-ids.csv", "id", ["1", "1"], "duplicate id '1'"),
+    ("notes-broken", "id", [None], "broken.md: front matter is not valid YAML"),
+    ("records.jsonl", "id", [None, None], "records.jsonl:2: not valid JSON"),
+])
+def test_bad_rows_are_quarantined_with_a_reason(source: str, id_column: str, quarantined: list,
+                                                reason: str, tmp_path: Path) -> None:
+    state = run_pipeline(BAD / source, PLAIN, tmp_path, id_column=id_column, settings=NO_MODEL)
+    assert state.is_completed(), state.message
+    ids = assert_every_record_once(tmp_path, state.result())
+    frame = pd.read_parquet(tmp_path / "quarantined.parquet")
+    assert len(frame) == len(quarantined) == len(ids["quarantined"])
+    assert [q for q in quarantined if q] == [i for i in frame["_id"] if i in quarantined]
+    assert any(reason in r for r in frame["_reason"]), list(frame["_reason"])
+    assert all(frame["_reason"].str.len() > 0)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("empty.csv", "is empty: no header and no records"),
+    ("alias-bomb.yaml", "alias bomb"),
+])
+def test_unreadable_sources_stop_with_one_clear_sentence(source: str, message: str, tmp_path: Path) -> None:
+    state = run_pipeline(BAD / source, PLAIN, tmp_path, settings=NO_MODEL)
+    assert state.is_failed()
+    assert state.message.startswith("collect stage: ") and message in state.message
+    assert "Traceback" not in state.message
+
+
+def test_cli_prints_the_error_and_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", str(BAD / "nope.csv"), "-t", str(TEMPLATE),
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t",
+                                      str(BAD / "not-json-answer.txt"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "a template is a mapping" in result.output
+
+
+def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> None:
+    """Rich would wrap at 80 columns and read `[...]` as markup; a path must survive both."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    missing = tmp_path / ("deep-folder-" * 8) / "[q3] companies.csv"
+    result = CliRunner().invoke(app, ["run", str(missing), "-t", str(TEMPLATE), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    line = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert str(missing) in line and "does not exist" in line

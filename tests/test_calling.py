@@ -1,0 +1,144 @@
+"""The shared calling layer: retries, retry-after, timeouts, pacing and the answer cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+import pytest
+
+from augment_it.cache import AnswerCache
+from augment_it.calling import CallPolicy, ModelCaller
+from augment_it.providers import make_provider
+from augment_it.providers.base import ModelReply, ModelRequest, ProviderError
+
+
+class QueuedProvider:
+    """A provider whose outcomes are queued: an answer text or an exception, in order."""
+
+    name = "queued"
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = deque(outcomes)
+        self.sent: list[float] = []
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        self.sent.append(time.monotonic())
+        outcome = self.outcomes.popleft()
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome == "hang":
+            await asyncio.sleep(30)
+        return ModelReply(str(outcome), 3, 4)
+
+    async def close(self) -> None:
+        pass
+
+
+def request(prompt: str = "hi") -> ModelRequest:
+    return ModelRequest("queued", "m", None, (("user", prompt),))
+
+
+FAST = CallPolicy(backoff_initial=0.01, backoff_max=0.05, timeout=0.3)
+
+
+def test_retryable_errors_are_retried_and_permanent_ones_are_not() -> None:
+    provider = QueuedProvider(ProviderError("503", retryable=True), ProviderError("429", retryable=True),
+                              "answer")
+    caller = ModelCaller(provider, FAST)
+    assert asyncio.run(caller.call(request())).text == "answer"
+    assert caller.stats.retries == 2 and caller.stats.sent == 3
+
+    provider = QueuedProvider(ProviderError("401 bad key", retryable=False), "never")
+    caller = ModelCaller(provider, FAST)
+    with pytest.raises(ProviderError, match="401"):
+        asyncio.run(caller.call(request()))
+    assert caller.stats.sent == 1
+
+
+def test_retry_after_is_honoured() -> None:
+    provider = QueuedProvider(ProviderError("429", retryable=True, retry_after=0.4, status=429), "ok")
+    caller = ModelCaller(provider, CallPolicy(backoff_initial=0.01))
+    asyncio.run(caller.call(request()))
+    assert provider.sent[1] - provider.sent[0] >= 0.39
+    assert caller.stats.rate_limited == 1
+
+
+def test_a_hanging_request_times_out_and_is_retried() -> None:
+    caller = ModelCaller(QueuedProvider("hang", "ok"), FAST)
+    assert asyncio.run(caller.call(request())).text == "ok"
+    assert caller.stats.errors == {"timeout": 1}
+
+
+def test_attempts_are_bounded() -> None:
+    provider = QueuedProvider(*[ProviderError("500", retryable=True)] * 3, "late")
+    caller = ModelCaller(provider, FAST.model_copy(update={"max_attempts": 3}))
+    with pytest.raises(ProviderError, match="500"):
+        asyncio.run(caller.call(request()))
+    assert caller.stats.sent == 3
+
+
+def test_concurrency_is_bounded_and_rpm_is_paced() -> None:
+    class Slow(QueuedProvider):
+        active = peak = 0
+
+        async def send(self, request: ModelRequest) -> ModelReply:
+            Slow.active += 1
+            Slow.peak = max(Slow.peak, Slow.active)
+            await asyncio.sleep(0.02)
+            Slow.active -= 1
+            return ModelReply("x")
+
+    async def run(caller: ModelCaller, n: int) -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(caller.call(request(str(i))) for i in range(n)))
+        return time.monotonic() - started
+
+    assert asyncio.run(run(ModelCaller(Slow(), CallPolicy(concurrency=4)), 40)) >= 0.19
+    assert Slow.peak == 4
+    # 600 rpm = 10/s with a one-second bucket: 30 requests need about two seconds.
+    assert asyncio.run(run(ModelCaller(Slow(), CallPolicy(concurrency=50, rpm=600)), 30)) >= 1.8
+
+
+def test_the_cache_answers_repeats_without_sending(tmp_path) -> None:
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    provider = QueuedProvider("first")
+    caller = ModelCaller(provider, FAST, cache)
+    assert asyncio.run(caller.call(request())).text == "first"
+    reopened = ModelCaller(QueuedProvider(), FAST, AnswerCache(tmp_path / "answers.sqlite"))
+    hit = asyncio.run(reopened.call(request()))
+    assert hit.text == "first" and hit.cached and reopened.stats.sent == 0
+    other = request().repair("first", "bad")
+    assert other.key() != request().key()
+
+
+def test_real_sdk_faults_end_ok_with_no_duplicate_answers(llm) -> None:
+    llm.configure(p429=0.15, p500=0.15, seed=3, retry_after=0.05)
+
+    async def run() -> list[str]:
+        provider = make_provider("openai", timeout=5)
+        caller = ModelCaller(provider, CallPolicy(concurrency=8, backoff_initial=0.01, backoff_max=0.1))
+        try:
+            asks = [ModelRequest("openai", "m", None, (("user", f"p{i}"),)) for i in range(60)]
+            replies = await asyncio.gather(*(caller.call(ask) for ask in asks))
+        finally:
+            await caller.close()
+        assert caller.stats.rate_limited > 0 and caller.stats.retries > 0
+        return [r.text for r in replies]
+
+    texts = asyncio.run(run())
+    assert len(texts) == 60 and llm.duplicates() == 0
+    assert llm.stats()["answered"] == 60
+
+
+def test_a_templates_rate_limits_apply_unless_the_options_override_them(llm) -> None:
+    from augment_it.processing import open_plan
+    from augment_it.settings import ProcessSettings
+    from augment_it.templates import parse_template
+
+    template = parse_template("name: t\nmodel: gpt-4o-mini\nprompt: hi\nrpm: 3000\ntpm: 90000")
+    plan = open_plan(template, ProcessSettings())
+    assert (plan.caller.policy.rpm, plan.caller.policy.tpm) == (3000, 90000)
+    plan = open_plan(template, ProcessSettings(call=CallPolicy(rpm=60)))
+    assert (plan.caller.policy.rpm, plan.caller.policy.tpm) == (60, 90000)

@@ -1,0 +1,133 @@
+"""Airtable connector against a stand-in that follows the Airtable Web API documentation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from augment_it.connections import STORE_KEY
+from augment_it.errors import UserInputError
+from augment_it.sinks import open_sink
+from augment_it.sources import open_source
+from tests.standins.airtable import AirtableStandin
+
+TOKEN = "patStandin.0123456789abcdef"
+FIELDS = {"name": "singleLineText", "description": "multilineText", "summary": "multilineText",
+          "word_count": "number", "reading_time_min": "number", "language": "singleSelect",
+          "quality_score": "number", "score": "number"}
+
+
+@pytest.fixture
+def airtable(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirtableStandin]:
+    with AirtableStandin(token=TOKEN, retry_after=1) as server:
+        monkeypatch.setenv("AIRTABLE_API_KEY", TOKEN)
+        monkeypatch.setenv("AIRTABLE_ENDPOINT_URL", server.url)
+        yield server
+
+
+def companies(n: int) -> list[dict]:
+    return [{"name": f"Company {i}", "description": f"Company {i} makes things number {i} for people."}
+            for i in range(n)]
+
+
+def test_reads_every_page_with_view_and_formula(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(230))
+    table.views["Odd"] = "OR({name}='Company 1', {name}='Company 3')"
+    read = open_source("airtable://appBase/Companies").read()
+    assert len(read.records) == 230 and len({r[STORE_KEY] for r in read.records}) == 230
+    pages = [e for e in airtable.log if e["method"] == "GET"]
+    assert len(pages) == 3, "100 records per page, following `offset`"
+    filtered = open_source(f"airtable://appBase/{table.id}?view=Odd&formula=NOT({{name}}='Company 1')").read()
+    assert [r["name"] for r in filtered.records] == ["Company 3"]
+
+
+def test_write_back_batches_of_ten_paced_under_five_per_second(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(45))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    records["summary"] = "a summary"
+    records["score"] = 7
+    counts = open_sink("airtable://appBase/Companies", ["summary", "score"]).write(records)
+    assert counts["updated"] == 45 and counts["failed"] == 0
+    patches = [e for e in airtable.log if e["method"] == "PATCH"]
+    assert [e["records"] for e in patches] == [10, 10, 10, 10, 5]
+    assert airtable.rate_limited == 0 and airtable.max_requests_in_any_second("appBase") <= 5
+    written = [(r["fields"]["summary"], r["fields"]["score"]) for r in table.records.values()]
+    assert set(written) == {("a summary", 7)}
+
+
+def test_rate_limit_is_waited_out_with_retry_after(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(12))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    records["summary"] = "after 429"
+    airtable.fail_next(429, None, {"Retry-After": "1"}, times=2)
+    counts = open_sink("airtable://appBase/Companies", ["summary"]).write(records)
+    assert counts == {**counts, "updated": 12, "failed": 0}
+    assert [e["status"] for e in airtable.log if e["method"] == "PATCH"][:3] == [429, 429, 200]
+    assert {r["fields"]["summary"] for r in table.records.values()} == {"after 429"}
+
+
+def test_one_bad_value_fails_only_its_record(airtable: AirtableStandin) -> None:
+    airtable.add_table("appBase", "Companies", FIELDS, companies(5))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    records["score"] = ["1", "2", "three", "4", "5"]  # typecast turns "1" into 1 but not "three"
+    counts = open_sink("airtable://appBase/Companies", ["score"]).write(records)
+    assert (counts["updated"], counts["failed"]) == (4, 1)
+    assert "INVALID_VALUE_FOR_COLUMN" in counts["errors"][0]
+    unknown = open_sink("airtable://appBase/Companies", ["nope"]).write(records.assign(nope="x"))
+    assert (unknown["updated"], unknown["failed"]) == (0, 5)
+    assert 'UNKNOWN_FIELD_NAME: Unknown field name: "nope"' in unknown["errors"][0]
+
+
+def test_upsert_on_a_key_field_when_records_have_no_airtable_id(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(2))
+    rows = pd.DataFrame({"name": ["Company 0", "Company 9"], "summary": ["updated", "new"]})
+    for _ in range(2):
+        counts = open_sink("airtable://appBase/Companies?key=name", ["summary"]).write(rows)
+    assert (counts["updated"], counts["created"]) == (2, 0)
+    assert sorted((r["fields"]["name"], r["fields"].get("summary")) for r in table.records.values()) == [
+        ("Company 0", "updated"), ("Company 1", None), ("Company 9", "new")]
+
+
+def test_errors_name_the_problem_and_never_the_token(airtable: AirtableStandin,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    airtable.add_table("appBase", "Companies", FIELDS, companies(1))
+    with pytest.raises(UserInputError, match="403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND") as missing:
+        open_source("airtable://appBase/Nope").read()
+    monkeypatch.setenv("AIRTABLE_API_KEY", "patWrong.secret-value")
+    with pytest.raises(UserInputError, match="401 AUTHENTICATION_REQUIRED") as wrong:
+        open_source("airtable://appBase/Companies").read()
+    monkeypatch.delenv("AIRTABLE_API_KEY")
+    with pytest.raises(UserInputError, match=r"AIRTABLE_API_KEY.*AirtableConnection block") as unset:
+        open_source("airtable://appBase/Companies")
+    for error in (missing.value, wrong.value, unset.value):
+        assert TOKEN not in str(error) and "secret-value" not in str(error)
+
+
+@pytest.mark.slow
+def test_round_trip_updates_the_same_records_without_duplicates(prefect_api: None, airtable: AirtableStandin,
+                                                                tmp_path: Path) -> None:
+    from tests.pipeline import run_pipeline
+
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(12))
+    template = tmp_path / "t.yaml"
+    template.write_text("name: profile\nprovider: none\nmodel: none\nprompt: 'Describe {{ name }}'\n"
+                        "input:\n  name: string\noutput:\n  summary: string\n")
+    uri = "airtable://appBase/Companies"
+    first = run_pipeline(uri, template, tmp_path / "run1", destination=uri)
+    assert first.is_completed(), first.message
+    summary = first.result()
+    assert summary["destination"]["updated"] == 12 and summary["destination"]["failed"] == 0
+    assert all(r["fields"]["word_count"] > 0 and r["fields"]["language"] == "en"
+               for r in table.records.values())
+    ids = set(table.records)
+    changed = next(iter(table.records.values()))
+    words_before = changed["fields"]["word_count"]
+    changed["fields"]["description"] = "Now a much longer description " * 5
+    second = run_pipeline(uri, template, tmp_path / "run2", destination=uri)
+    assert second.is_completed(), second.message
+    assert second.result()["destination"]["updated"] == 12
+    assert set(table.records) == ids, "the second run must update, not create"
+    assert changed["fields"]["word_count"] > words_before + 15, "the rerun wrote fresh values"

@@ -1,0 +1,97 @@
+"""The whole pipeline on the embedded Prefect, each provider reached through its official SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from augment_it.settings import ProcessSettings
+from tests.conftest import DATA, EXAMPLES
+from tests.pipeline import assert_every_record_once, run_pipeline
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+COMPANIES = EXAMPLES / "data" / "companies.csv"
+TEMPLATE = EXAMPLES / "templates" / "company-profile.yaml"
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "groq": "llama-3.1-8b-instant"}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_each_provider_fills_the_templates_fields(provider: str, llm, tmp_path: Path) -> None:
+    state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id",
+                         settings=ProcessSettings(provider=provider, model=MODELS[provider]))
+    assert state.is_completed(), state.message
+    summary = state.result()
+    ids = assert_every_record_once(tmp_path, summary)
+    assert summary["exported"] == 6 and summary["failed"] == 0 and len(ids["quarantined"]) == 2
+    exported = pd.read_parquet(tmp_path / "exported.parquet").set_index("_id")
+    acme = exported.loc["c001"]
+    # The stand-in answers each field from the prompt it was sent, so these prove the round trip.
+    assert acme["summary"].startswith("summary of Describe Acme Robotics")
+    assert acme["industry"].startswith("industry of Describe Acme Robotics")
+    assert pd.api.types.is_integer_dtype(exported["score"]) and acme["score"] > 0
+    assert set(exported["_ai_status"]) == {"ok"} and set(exported["_provider"]) == {provider}
+    assert exported["_input_tokens"].gt(0).all() and exported["_output_tokens"].gt(0).all()
+    assert summary["tokens"]["input"] == int(exported["_input_tokens"].sum())
+    assert summary["cost_usd"] > 0
+    assert summary["provider_calls"]["answered"] == 6
+    kinds = {kind for kind, _ in llm.calls_by_prompt}
+    assert kinds == {provider}
+
+
+def test_a_rerun_is_answered_from_the_cache(llm, tmp_path: Path) -> None:
+    first = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id").result()
+    calls = llm.total_requests
+    second = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "b", id_column="company_id").result()
+    assert calls == 6 and llm.total_requests == 6, "a rerun sent requests again"
+    assert second["provider_calls"]["cache_hits"] == 6 and second["cost_usd"] == 0
+    assert first["exported"] == second["exported"] == 6
+
+
+def test_an_answer_that_is_not_json_is_repaired_once(llm, tmp_path: Path) -> None:
+    llm.script("Borealis Foods", (DATA / "bad" / "not-json-answer.txt").read_text())
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id").result()
+    assert summary["exported"] == 6 and summary["failed"] == 0
+    borealis = pd.read_parquet(tmp_path / "exported.parquet").set_index("_id").loc["c002"]
+    assert borealis["_calls"] == 2 and borealis["summary"].startswith("summary of Your answer could not")
+
+
+def test_an_answer_that_stays_invalid_fails_that_record_only(llm, tmp_path: Path) -> None:
+    bad = (DATA / "bad" / "not-json-answer.txt").read_text()
+    llm.script("Borealis Foods", bad)
+    llm.script("could not be used", bad)  # the repair attempt gets the same non-answer
+    state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")
+    summary = state.result()
+    ids = assert_every_record_once(tmp_path, summary)
+    assert ids["failed"] == ["c002"] and len(ids["exported"]) == 5
+    failed = pd.read_parquet(tmp_path / "failed.parquet").iloc[0]
+    assert "not the JSON object asked for" in failed["_reason"]
+    assert "after one repair attempt" in failed["_reason"]
+    assert failed["_raw_answer"] == bad
+
+
+def test_a_template_with_an_undefined_variable_fails_records_not_the_run(llm, tmp_path: Path) -> None:
+    state = run_pipeline(COMPANIES, DATA / "bad" / "undefined-variable.yaml", tmp_path)
+    summary = state.result()
+    ids = assert_every_record_once(tmp_path, summary)
+    assert len(ids["failed"]) == 8 and llm.total_requests == 0
+    reasons = set(pd.read_parquet(tmp_path / "failed.parquet")["_reason"])
+    assert reasons == {"template 'undefined-variable' needs field 'founder', which this record lacks"}
+
+
+def test_without_a_key_the_ai_step_is_skipped_and_says_how_to_enable_it(tmp_path: Path) -> None:
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id").result()
+    assert summary["ai"]["status"] == "skipped"
+    assert "set OPENAI_API_KEY" in summary["ai"]["reason"]
+    assert_every_record_once(tmp_path, summary)
+    assert json.loads((tmp_path / "summary.json").read_text())["exported"] == 6
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_other_formats_and_a_rerun_of_the_export_does_not_duplicate(fmt: str, tmp_path: Path) -> None:
+    for _ in range(2):
+        summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id", fmt=fmt).result()
+    ids = assert_every_record_once(tmp_path, summary, fmt)
+    assert len(ids["exported"]) == 6

@@ -1,0 +1,58 @@
+"""A run killed with SIGKILL half way resumes without paying twice for any answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = 400
+TEMPLATE = """name: resume
+model: gpt-4o-mini
+prompt: "Label record {{ id }}: {{ text }}"
+output: {label: string, score: integer}
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_half_way_then_rerun_sends_only_unanswered_prompts(llm, tmp_path: Path) -> None:
+    llm.configure(latency=0.05, jitter=0.02)
+    source = tmp_path / "records.csv"
+    source.write_text("id,text\n" + "".join(f"r{i},record number {i}\n" for i in range(RECORDS)))
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    command = [sys.executable, "-m", "augment_it.cli.main", "run", str(source),
+               "-t", str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / "out"),
+               "--concurrency", "8"]
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # A group of its own, so the kill takes the run's embedded Prefect server with it, as a crash would.
+    first = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while llm.stats()["answered"] < RECORDS // 2:
+        assert first.poll() is None and time.time() < deadline, "the first run ended before half way"
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(0.5)  # requests in flight at the kill finish (or are dropped) on the server side
+    answered_before = llm.stats()["answered"]
+    assert answered_before < RECORDS
+
+    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    stats = llm.stats()
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
+    assert len(exported) == RECORDS and set(exported["_ai_status"]) == {"ok"}
+    assert stats["unique_prompts"] == RECORDS
+    # Every answer the first run received was committed and replayed from the cache; the only
+    # prompts sent twice are those whose answers were still in flight at the kill (at most one
+    # per concurrency slot): no client can keep an answer it never read.
+    resent = stats["answered"] - RECORDS
+    assert 0 <= resent <= 8, stats
+    assert exported["_cached"].sum() > 0  # the rerun replayed answers from the first run

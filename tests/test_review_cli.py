@@ -1,0 +1,104 @@
+"""`augment review` against a real Prefect server: list, show, sheet, approve with a filled-in sheet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from augment_it.cli.main import app
+from augment_it.settings import ProcessSettings
+from tests.conftest import EXAMPLES
+from tests.pipeline import BackgroundRun, assert_every_record_once, paused_review_run
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+COMPANIES = EXAMPLES / "data" / "companies.csv"
+TEMPLATE = EXAMPLES / "templates" / "company-profile.yaml"
+runner = CliRunner()
+
+
+def augment(*args: str) -> str:
+    result = runner.invoke(app, ["review", *args])
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result.stdout
+
+
+def test_list_show_sheet_then_approve_with_the_edited_sheet(tmp_path: Path) -> None:
+    started = time.time()
+    run = BackgroundRun(COMPANIES, TEMPLATE, tmp_path / "out", review_policy="cli", approve_above=0.6,
+                        id_column="company_id", settings=ProcessSettings(provider="none"))
+    run.start()
+    run_id = str(asyncio.run(paused_review_run(after=started)))
+
+    listing = augment("list")
+    line = next(row for row in listing.splitlines() if row.startswith(run_id))
+    # c001, c002, c004 score above 0.6: approved unseen; c003, c005, c008 wait for a human.
+    assert line.split()[2:5] == ["3", "3", "3"], listing
+    assert str(tmp_path / "out") in line
+
+    shown = augment("show", run_id)
+    assert "3 records to review, 3 flagged, 3 auto-approved (quality_score > 0.6), 0 failed" in shown
+    assert [row.split()[0] for row in shown.splitlines() if row.startswith("c0")] == ["c005", "c003", "c008"]
+    assert f"augment review approve {run_id}" in shown
+
+    sheet = pd.read_csv(pd.io.common.StringIO(augment("sheet", run_id)), dtype=str, keep_default_na=False)
+    assert list(sheet["id"]) == ["c005", "c003", "c008"] and set(sheet["decision"]) == {"approve"}
+    assert {"name", "website", "summary", "industry", "score"} <= set(sheet.columns)
+    sheet.loc[sheet["id"] == "c005", "decision"] = "reject"
+    sheet.loc[sheet["id"] == "c003", "summary"] = "Dashboards for logistics firms"
+    sheet.loc[sheet["id"] == "c008", "employees"] = "80"
+    edited = tmp_path / "sheet.csv"
+    sheet.to_csv(edited, index=False)
+
+    result = runner.invoke(app, ["review", "approve", run_id, "--edits", str(edited), "--reviewer", "Grace",
+                                 "--comment", "checked in a spreadsheet"])
+    assert result.exit_code == 0, result.output
+    assert "1 rejected, 2 edits" in result.output
+    run.join(120)
+    assert run.state is not None and run.state.is_completed(), run.state
+
+    out = tmp_path / "out"
+    ids = assert_every_record_once(out, run.state.result())
+    assert sorted(ids["exported"]) == ["c001", "c002", "c003", "c004", "c008"]
+    assert ids["rejected"] == ["c005"]
+    exported = pd.read_parquet(out / "exported.parquet").set_index("_id")
+    assert exported.loc["c003", "summary"] == "Dashboards for logistics firms"
+    assert exported.loc["c008", "employees"] == 80
+    assert exported.loc["c003", "reviewed_by"] == "Grace" and exported.loc["c001", "reviewed_by"] == "auto"
+    assert exported["reviewed_at"].notna().all() and set(exported["review_status"]) == {"approved"}
+
+    log = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    edits = {(row["id"], row["field"]): row for row in log if row["action"] == "edit"}
+    assert edits[("c003", "summary")]["before"] is None
+    assert edits[("c003", "summary")]["after"] == "Dashboards for logistics firms"
+    assert (edits[("c008", "employees")]["before"], edits[("c008", "employees")]["after"]) == (75, 80)
+    assert {row["reviewer"] for row in edits.values()} == {"Grace"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["review"]["status"] == "reviewed" and summary["review"]["edits"] == 2
+
+
+def test_reject_and_refusals_name_the_problem(tmp_path: Path) -> None:
+    started = time.time()
+    run = BackgroundRun(COMPANIES, TEMPLATE, tmp_path, review_policy="cli", id_column="company_id",
+                        settings=ProcessSettings(provider="none"))
+    run.start()
+    run_id = str(asyncio.run(paused_review_run(after=started)))
+
+    refused = runner.invoke(app, ["review", "approve", run_id, "--reject", "c999", "--reviewer", "Ada"])
+    assert refused.exit_code == 2 and "unknown id 'c999' in reject_ids" in refused.output
+    nameless = runner.invoke(app, ["review", "reject", run_id, "--reviewer", ""])
+    assert nameless.exit_code == 2 and "reviewer" in nameless.output
+    augment("reject", run_id, "--reviewer", "Ada", "--comment", "wrong template")
+    run.join(120)
+    ids = assert_every_record_once(tmp_path, run.state.result())
+    assert ids["exported"] == [] and len(ids["rejected"]) == 6
+
+    finished = runner.invoke(app, ["review", "reject", run_id, "--reviewer", "Ada"])
+    assert finished.exit_code == 2 and "is not waiting for review (state: Completed)" in finished.output
+    unknown = runner.invoke(app, ["review", "show", "00000000-0000-0000-0000-000000000000"])
+    assert unknown.exit_code == 2 and "no flow run" in unknown.output

@@ -1,0 +1,141 @@
+"""The review packet, the review sheet and applying decisions: domain logic, no Prefect server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from augment_it.packet import packet_rows, packet_summary
+from augment_it.review import (
+    RecordEdit,
+    ReviewInput,
+    ReviewRequest,
+    apply_decision,
+    auto_decision,
+    decision_problems,
+    expired_decision,
+    human_decision,
+    split_by_score,
+)
+from augment_it.sheet import read_sheet, review_sheet, sheet_changes, sheet_csv
+
+OUTPUTS = ["summary", "industry"]
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "_id": ["a", "b", "c", "d"],
+        "name": ["Acme", "Borealis", "Cobalt", "Delta"],
+        "employees": [120, 45, 12, 300],
+        "summary": ["Robots.", "Berries.", None, "Teeth."],
+        "industry": ["robotics", "food", None, "health"],
+        "quality_score": [0.9, 0.55, 0.3, 0.75],
+        "_ai_status": ["ok", "ok", "ok", "failed"],
+        "_reason": ["", "", "", "model said no"],
+    })
+
+
+def request_for(frame: pd.DataFrame, approve_above: float | None = None) -> ReviewRequest:
+    auto, human = split_by_score(frame, approve_above)
+    return ReviewRequest(flow_run_id="run-1", to_review=human, auto_approved=auto,
+                         approve_above=approve_above, output_fields=OUTPUTS,
+                         sheet="/runs/x/.augment/review/sheet.csv", timeout_seconds=60)
+
+
+def test_packet_puts_flagged_records_first_and_links_the_full_sheet(frame: pd.DataFrame) -> None:
+    rows = packet_rows(frame, OUTPUTS)
+    assert [r["id"] for r in rows] == ["c", "b", "a"]  # failed d is not reviewable; c is flagged
+    assert rows[0]["flags"] == "empty output: summary, industry, low score"
+    assert rows[1]["flags"] == "" and rows[2]["flags"] == ""
+    summary = packet_summary(frame, rows, request_for(frame))
+    assert "**3** records to review, **1** flagged; **1** failed" in summary
+    assert "[/runs/x/.augment/review/sheet.csv](file:///runs/x/.augment/review/sheet.csv)" in summary
+    assert "| id | name | summary | industry | quality_score | flags |" in summary  # narrow for the form
+    assert "- `d`: model said no" in summary
+
+
+def test_approve_above_sends_only_the_rest_to_a_human(frame: pd.DataFrame) -> None:
+    assert split_by_score(frame, 0.7) == (["a"], ["b", "c"])
+    request = request_for(frame, 0.7)
+    assert [r["id"] for r in packet_rows(frame, OUTPUTS, request.to_review)] == ["c", "b"]
+    decision = human_decision(ReviewInput(reject_ids=["c"], reviewer="Grace", comment="empty"), request)
+    reviewed, audit = apply_decision(frame, decision)
+    by_id = reviewed.set_index("_id")
+    assert by_id.loc["a", "review_status"] == "approved" and by_id.loc["a", "reviewed_by"] == "auto"
+    assert by_id.loc["b", "review_status"] == "approved" and by_id.loc["b", "reviewed_by"] == "Grace"
+    assert by_id.loc["c", "review_status"] == "rejected" and by_id.loc["c", "review_comment"] == "empty"
+    assert {row["id"]: row["source"] for row in audit} == {"a": "auto", "b": "human", "c": "human"}
+
+
+def test_auto_policy_with_a_threshold_rejects_the_rest(frame: pd.DataFrame) -> None:
+    reviewed, _ = apply_decision(frame, auto_decision(frame, 0.7))
+    assert dict(zip(reviewed["_id"], reviewed["review_status"], strict=True)) == {
+        "a": "approved", "b": "rejected", "c": "rejected"}
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("reject-all", "rejected"), ("approve-all", "approved")])
+def test_an_expired_review_applies_the_chosen_outcome(frame: pd.DataFrame, outcome: str, status: str) -> None:
+    request = request_for(frame, 0.7).model_copy(update={"timeout_outcome": outcome})
+    reviewed, _ = apply_decision(frame, expired_decision(request))
+    by_id = reviewed.set_index("_id")
+    assert by_id.loc["a", "review_status"] == "approved"  # decided by score, not waiting for anyone
+    assert set(by_id.loc[["b", "c"], "review_status"]) == {status}
+    assert set(by_id.loc[["b", "c"], "reviewed_by"]) == {"(review expired)"}
+
+
+def test_edits_keep_the_field_type_and_the_audit_has_before_and_after(frame: pd.DataFrame) -> None:
+    given = ReviewInput(reviewer="Ada", edits=[RecordEdit(id="b", field="employees", value="50"),
+                                               RecordEdit(id="c", field="summary", value="Dashboards.")])
+    assert decision_problems(given, frame) == []
+    reviewed, audit = apply_decision(frame, human_decision(given, request_for(frame)))
+    by_id = reviewed.set_index("_id")
+    assert by_id.loc["b", "employees"] == 50 and pd.api.types.is_integer_dtype(reviewed["employees"])
+    assert by_id.loc["c", "summary"] == "Dashboards."
+    edits = [row for row in audit if row["action"] == "edit"]
+    assert edits == [
+        {"id": "b", "action": "edit", "field": "employees", "before": 45, "after": 50, "reviewer": "Ada",
+         "source": "human", "at": edits[0]["at"]},
+        {"id": "c", "action": "edit", "field": "summary", "before": None, "after": "Dashboards.",
+         "reviewer": "Ada", "source": "human", "at": edits[0]["at"]},
+    ]
+
+
+def test_problems_name_unknown_ids_fields_and_values_that_do_not_fit(frame: pd.DataFrame) -> None:
+    given = ReviewInput(reviewer="Ada", reject_ids=["zz", "d"],
+                        edits=[RecordEdit(id="a", field="colour", value="red"),
+                               RecordEdit(id="a", field="employees", value="many"),
+                               RecordEdit(id="q", field="name", value="Q")])
+    problems = decision_problems(given, frame)
+    assert problems[:2] == ["unknown id 'zz' in reject_ids", "unknown id 'd' in reject_ids"]  # d failed
+    assert problems[2].startswith("record field 'colour' does not exist (edits may change: employees, ")
+    assert problems[3] == "'many' is not a valid int64 for field 'employees' of record 'a'"
+    assert problems[4] == "unknown id 'q' in edits"
+
+
+def test_an_unchanged_sheet_means_approve_all_and_changed_cells_become_edits(frame: pd.DataFrame) -> None:
+    text = sheet_csv(review_sheet(frame, OUTPUTS))
+    assert text.splitlines()[0] == "id,decision,name,employees,summary,industry,quality_score,flags"
+    untouched = sheet_changes(read_sheet(text), frame)
+    assert untouched.reject_ids == [] and untouched.edits == [] and untouched.problems == []
+
+    sheet = read_sheet("\ufeff" + text)  # spreadsheets save a byte-order mark
+    sheet.loc[sheet["id"] == "c", "decision"] = "Reject"
+    sheet.loc[sheet["id"] == "a", "industry"] = "warehouse robotics"
+    sheet.loc[sheet["id"] == "b", "quality_score"] = "0.550"  # reformatted, same number
+    sheet.loc[sheet["id"] == "b", "flags"] = "looked at it"  # read-only column: ignored
+    changes = sheet_changes(sheet, frame)
+    assert changes.problems == []
+    assert changes.reject_ids == ["c"]
+    assert changes.edits == [RecordEdit(id="a", field="industry", value="warehouse robotics")]
+
+
+def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
+    sheet = read_sheet(sheet_csv(review_sheet(frame, OUTPUTS)))
+    sheet["colour"] = ""
+    sheet.loc[sheet["id"] == "a", "decision"] = "maybe"
+    sheet.loc[len(sheet)] = {**sheet.iloc[0].to_dict(), "id": "nope"}
+    problems = sheet_changes(sheet, frame).problems
+    assert "sheet column 'colour' is not a record field that can be edited" in problems
+    assert any("decision 'maybe' is neither approve nor reject" in p for p in problems)
+    assert "row 5: unknown id 'nope'" in problems
