@@ -1,0 +1,238 @@
+"""Throughput of the process stage against a local OpenAI-compatible stand-in.
+
+Starts the stand-in in its own process (configurable latency, jitter, RPM cap and faults),
+collects N generated records, times the process flow on them, and prints records/s,
+efficiency = achieved / min(concurrency / latency, RPM / 60), 429s, failures and duplicate
+calls. Ratios measured in one run, not absolute promises.
+
+    python bench/throughput.py --records 2000 --latency 0.5 --jitter 0.1 --concurrency 64
+    python bench/throughput.py --scenario acceptance      # the issue's list, one after another
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+TEMPLATE = """name: bench
+provider: openai
+model: gpt-4o-mini
+prompt: "Classify record {{ id }}: {{ text }}"
+output:
+  label: string
+  score: integer
+"""
+
+
+@dataclass
+class Scenario:
+    name: str
+    records: int = 2000
+    concurrency: int = 64
+    latency: float = 0.5
+    jitter: float = 0.1
+    rpm: int | None = None
+    faults: dict[str, float] = field(default_factory=dict)  # p429, p500, p_bad_json, p_hang
+    hang_seconds: float = 30.0
+    timeout: float = 60.0
+    whole: bool = False  # also time the whole `augment run`
+    kill_half: bool = False  # kill -9 the run at about half way, then rerun
+
+
+ACCEPTANCE = [
+    Scenario("c64 latency 0.5s", whole=True),
+    Scenario("c256", concurrency=256),
+    Scenario("c64 rpm 3000", rpm=3000),
+    Scenario("fault mix", faults={"p429": 0.05, "p500": 0.05, "p_bad_json": 0.03, "p_hang": 0.01},
+             timeout=5.0),
+    Scenario("kill -9 half way", kill_half=True),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Standin:
+    """The stand-in in its own process, so it does not share a core's GIL with the client."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "tests.standins.llm_server", "--port", str(self.port),
+                "--latency", str(scenario.latency), "--jitter", str(scenario.jitter),
+                "--hang-seconds", str(scenario.hang_seconds), "--retry-after", "1"]
+        if scenario.rpm:
+            args += ["--rpm", str(scenario.rpm)]
+        for name, value in scenario.faults.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                self.stats()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the stand-in did not start")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(10)
+
+
+def write_records(path: Path, count: int) -> None:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta",
+             "eta", "theta", "iota", "kappa", "lambda", "mu"]
+    with path.open("w") as handle:
+        handle.write("id,text\n")
+        for i in range(count):
+            handle.write(f"r{i:07d},{' '.join(words[(i + k) % len(words)] for k in range(12))} {i}\n")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode not in (0, -9):
+        print(done.stderr[-3000:], file=sys.stderr)
+    return time.perf_counter() - started, done.returncode
+
+
+def measure(scenario: Scenario) -> dict[str, Any]:
+    from augment_it.calling import CallPolicy
+    from augment_it.settings import ProcessSettings
+
+    standin = Standin(scenario)
+    work = Path(tempfile.mkdtemp(prefix="augment-bench-"))
+    env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": standin.base_url,
+           "AUGMENT_CACHE_DIR": str(work / "cache")}
+    os.environ.update(env)
+    source, template = work / "records.csv", work / "bench.yaml"
+    write_records(source, scenario.records)
+    template.write_text(TEMPLATE)
+    ideal = min(scenario.concurrency / scenario.latency,
+                scenario.rpm / 60 if scenario.rpm else float("inf"))
+    settings = ProcessSettings(call=CallPolicy(concurrency=scenario.concurrency, rpm=scenario.rpm,
+                                               timeout=scenario.timeout))
+    result: dict[str, Any] = {"scenario": scenario.name, "records": scenario.records,
+                              "concurrency": scenario.concurrency, "ideal_rps": round(ideal, 1)}
+    try:
+        if scenario.kill_half:
+            result.update(kill_and_resume(scenario, source, template, work, env, standin, ideal))
+            return result
+        from flows.collect import collect
+        from flows.process import process
+
+        out = str(work / "out")
+        collect(source=str(source), out=out, id_column="id")
+        started = time.perf_counter()
+        asyncio.run(process(out=out, template=str(template), settings=settings))
+        seconds = time.perf_counter() - started
+        report = json.loads((work / "out" / ".augment" / "process" / "report.json").read_text())
+        stats = standin.stats()
+        rps = scenario.records / seconds
+        result.update({
+            "seconds": round(seconds, 2), "records_per_s": round(rps, 1),
+            "efficiency": round(rps / ideal, 3),
+            "ok": report["records"]["ok"], "failed": report["records"]["failed"],
+            "requests": stats["total_requests"], "429s": stats["rate_limited"],
+            "429_share": round(stats["rate_limited"] / max(1, stats["total_requests"]), 4),
+            "duplicate_calls": stats["duplicates"], "retries": report["calls"].get("retries"),
+        })
+        if scenario.whole:
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{standin.port}/reset", method="POST"), timeout=5)
+            whole_seconds, _ = run_cli(
+                ["run", str(source), "-t", str(template), "--id-column", "id", "--out",
+                 str(work / "whole"), "--concurrency", str(scenario.concurrency), "--no-cache"], env)
+            result.update({"whole_run_seconds": round(whole_seconds, 2),
+                           "whole_run_efficiency": round(scenario.records / whole_seconds / ideal, 3),
+                           "whole_vs_stage": round(seconds / whole_seconds, 3)})
+    finally:
+        standin.stop()
+    return result
+
+
+def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path,
+                    env: dict[str, str], standin: Standin, ideal: float) -> dict[str, Any]:
+    args = ["run", str(source), "-t", str(template), "--id-column", "id", "--out", str(work / "out"),
+            "--concurrency", str(scenario.concurrency)]
+    process = subprocess.Popen([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while standin.stats()["answered"] < scenario.records // 2:
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no cleanup, no flush beyond what was already committed
+    process.wait()
+    first = standin.stats()["answered"]
+    seconds, code = run_cli(args, env)
+    stats = standin.stats()
+    summary = json.loads((work / "out" / "summary.json").read_text())
+    return {"answered_before_kill": first, "answered_total": stats["answered"],
+            "distinct_prompts": stats["unique_prompts"], "duplicate_calls": stats["duplicates"],
+            "rerun_seconds": round(seconds, 2), "rerun_exit": code, "exported": summary["exported"],
+            "calls_equal_prompts": stats["answered"] == stats["unique_prompts"] == scenario.records}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=["custom", "acceptance"], default="custom")
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--jitter", type=float, default=0.1)
+    parser.add_argument("--rpm", type=int)
+    parser.add_argument("--p429", type=float, default=0.0)
+    parser.add_argument("--p500", type=float, default=0.0)
+    parser.add_argument("--p-bad-json", type=float, default=0.0)
+    parser.add_argument("--p-hang", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--whole", action="store_true", help="also time the whole augment run")
+    parser.add_argument("--kill-half", action="store_true", help="kill -9 half way, then rerun")
+    args = parser.parse_args()
+    if args.scenario == "acceptance":
+        scenarios = ACCEPTANCE
+    else:
+        faults = {k: v for k, v in {"p429": args.p429, "p500": args.p500, "p_bad_json": args.p_bad_json,
+                                    "p_hang": args.p_hang}.items() if v}
+        scenarios = [Scenario("custom", args.records, args.concurrency, args.latency, args.jitter,
+                              args.rpm, faults, timeout=args.timeout, whole=args.whole,
+                              kill_half=args.kill_half)]
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        for scenario in scenarios:
+            print(json.dumps(measure(scenario)), flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mib": round(peak)}))
+
+
+if __name__ == "__main__":
+    main()
