@@ -103,6 +103,10 @@ class Standin:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as response:
             return json.loads(response.read())
 
+    def timeline(self) -> list[tuple[float, float, int]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/timeline", timeout=30) as response:
+            return [tuple(row) for row in json.loads(response.read())]
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(10)
@@ -115,6 +119,22 @@ def write_records(path: Path, count: int) -> None:
         handle.write("id,text\n")
         for i in range(count):
             handle.write(f"r{i:07d},{' '.join(words[(i + k) % len(words)] for k in range(12))} {i}\n")
+
+
+def where_time_went(timeline: list[tuple[float, float, int]], started: float, ended: float,
+                    concurrency: int) -> dict[str, float]:
+    """Split the stage's wall time by what the model slots were doing (server-side stamps).
+
+    before_first_call / after_last_answer: the stage's fixed costs; busy_share: requests in
+    flight on average between the first call and the last answer, over CONCURRENCY."""
+    if not timeline:
+        return {}
+    first = min(row[0] for row in timeline)
+    last = max(row[1] for row in timeline)
+    in_flight = sum(end - start for start, end, _ in timeline) / max(last - first, 1e-9)
+    return {"before_first_call_s": round(first - started, 2), "calls_span_s": round(last - first, 2),
+            "after_last_answer_s": round(ended - last, 2),
+            "busy_share": round(in_flight / concurrency, 3)}
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -154,8 +174,11 @@ def measure(scenario: Scenario) -> dict[str, Any]:
         out = str(work / "out")
         collect(source=str(source), out=out, id_column="id")
         started = time.perf_counter()
+        started_monotonic = time.monotonic()
         asyncio.run(process(out=out, template=str(template), settings=settings))
         seconds = time.perf_counter() - started
+        breakdown = where_time_went(standin.timeline(), started_monotonic, time.monotonic(),
+                                    scenario.concurrency)
         report = json.loads((work / "out" / ".augment" / "process" / "report.json").read_text())
         stats = standin.stats()
         rps = scenario.records / seconds
@@ -166,6 +189,7 @@ def measure(scenario: Scenario) -> dict[str, Any]:
             "requests": stats["total_requests"], "429s": stats["rate_limited"],
             "429_share": round(stats["rate_limited"] / max(1, stats["total_requests"]), 4),
             "duplicate_calls": stats["duplicates"], "retries": report["calls"].get("retries"),
+            **breakdown,
         })
         if scenario.whole:
             urllib.request.urlopen(urllib.request.Request(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End to end in containers, with no registry: base image and wheelhouse (cached between runs),
-# stage images, the compose stack (PostgreSQL, server, one Docker worker per pool),
+# End to end in containers, with no registry: base image, wheelhouse and runtime images (cached
+# between runs), stage images, the compose stack (PostgreSQL, server, one Docker worker per pool),
 # `prefect deploy --all`, a pipeline run on the bundled example paused for review, the review
 # resumed through the API, then checks: every stage in its own container from its own image,
 # and the export's counts. Cleans up its containers and volumes however it ends.
@@ -47,11 +47,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-step "base image and wheelhouse"
+step "base image, wheelhouse, runtime images"
 scripts/docker-base.sh >/dev/null
 
-step "images: server/worker, PostgreSQL and the stage images they are built after"
-docker-compose build --quiet db server
+step "images: server/worker and PostgreSQL"
+docker-compose build --quiet --parallel db server
 
 step "compose up"
 docker-compose up -d --quiet-pull 2>&1 | grep -v "^Creating\|^Starting" || true

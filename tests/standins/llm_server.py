@@ -387,6 +387,7 @@ class StandinServer:
             Route("/v1/messages", self._anthropic, methods=["POST"]),
             Route("/stats", self._stats_endpoint, methods=["GET"]),
             Route("/reset", self._reset_endpoint, methods=["POST"]),
+            Route("/timeline", self._timeline_endpoint, methods=["GET"]),
             Route("/{path:path}", self._not_found,
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
@@ -541,6 +542,9 @@ class StandinServer:
         self._calls: Counter[tuple[str, str]] = Counter()
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self._window: deque[float] = deque()
+        # (arrived, answered, status) per request on CLOCK_MONOTONIC, which other processes on
+        # this machine share: a benchmark lines it up with its own clock to see idle slots.
+        self._timeline: deque[tuple[float, float, int]] = deque(maxlen=REQUESTS_KEPT * 20)
         self._started_at = time.monotonic()
 
     def reset(self) -> None:
@@ -570,6 +574,12 @@ class StandinServer:
         """(kind, whole conversation text) -> number of 200 answers; kind is openai, groq or anthropic."""
         with self._lock:
             return Counter(self._calls)
+
+    @property
+    def timeline(self) -> list[tuple[float, float, int]]:
+        """(arrived, answered, status) of the last 200,000 requests, in time.monotonic() seconds."""
+        with self._lock:
+            return list(self._timeline)
 
     def duplicates(self) -> int:
         """Successful answers for a prompt beyond its first."""
@@ -606,6 +616,9 @@ class StandinServer:
     async def _stats_endpoint(self, request: Request) -> Response:
         return self._json(self.stats(), 200)
 
+    async def _timeline_endpoint(self, request: Request) -> Response:
+        return self._json(self.timeline, 200)
+
     async def _reset_endpoint(self, request: Request) -> Response:
         self.reset()
         return self._json({"reset": True}, 200)
@@ -629,6 +642,7 @@ class StandinServer:
         return await self._handle(request, ANTHROPIC)
 
     async def _handle(self, request: Request, kind: str) -> Response:
+        arrived = time.monotonic()
         raw = await request.body()
         headers = dict(request.headers)
         entry: dict[str, Any] = {"path": request.url.path, "kind": kind, "headers": headers,
@@ -645,6 +659,7 @@ class StandinServer:
         entry["status"] = response.status_code
         with self._lock:
             self._status[response.status_code] += 1
+            self._timeline.append((arrived, time.monotonic(), response.status_code))
         return response
 
     def _reject(self, kind: str, reject: _Reject, number: int,
