@@ -8,6 +8,8 @@ The quality score (0..1) is what `--approve-above` compares against:
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from augment_it.records import is_missing, user_fields
@@ -25,11 +27,32 @@ def record_text(record: dict[str, Any]) -> str:
     return " ".join(v for v in user_fields(record).values() if isinstance(v, str))
 
 
+_language_model: Future[Any] | None = None
+_language_model_guard = threading.Lock()
+
+
+def load_language_model() -> Future[Any]:
+    """py3langid's model, loading in a background thread from the first call on.
+
+    Loading takes about half a second of CPU. Started before the first model calls, it overlaps
+    their network wait instead of stalling the event loop when the first answers arrive."""
+    global _language_model
+    with _language_model_guard:
+        if _language_model is None:
+            import py3langid
+
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="language-model")
+            _language_model = pool.submit(py3langid.classify, "loads the model on first use")
+            pool.shutdown(wait=False)
+        return _language_model
+
+
 def guess_language(text: str) -> str | None:
     if len(text.split()) < 3:
         return None
     import py3langid
 
+    load_language_model().result()  # py3langid.classify would otherwise load it a second time
     return py3langid.classify(text[:2000])[0]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from augment_it import progress
 from augment_it.cache import AnswerCache
 from augment_it.calling import ModelCaller
-from augment_it.enrichers import ENRICHED_FIELDS, enrich
+from augment_it.enrichers import ENRICHED_FIELDS, enrich, load_language_model
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelRequest, ProviderError
@@ -58,6 +58,7 @@ async def augment_records(records: list[dict[str, Any]], template: PromptTemplat
     produced = {*template.output_fields, *ENRICHED_FIELDS}
     input_fields = [k for k in records[0] if not k.startswith(SYSTEM_PREFIX) and k not in produced] \
         if records else []
+    load_language_model()  # in the background, while the first calls wait on the network
     return list(await asyncio.gather(
         *(_augment_one(record, template, plan, prices, input_fields) for record in records)
     ))

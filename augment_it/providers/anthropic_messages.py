@@ -11,9 +11,8 @@ from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.types import Message
 
-from augment_it.providers.base import ModelReply, ModelRequest, provider_error
+from augment_it.providers.base import ModelReply, ModelRequest, answer_object, provider_error
 
 
 class AnthropicMessages:
@@ -58,19 +57,21 @@ class AnthropicMessages:
     async def send(self, request: ModelRequest) -> ModelReply:
         try:
             # post() rather than messages.create(): see openai_chat for why.
-            message = await self.client.post("/v1/messages", body=self._arguments(request),
-                                             cast_to=Message)
+            data = await self.client.post("/v1/messages", body=self._arguments(request),
+                                          cast_to=object)
         except anthropic.APIError as exc:
             raise (provider_error(exc, anthropic, self.name) or exc) from exc
+        message = answer_object(data, self.name)
         text = ""
-        for block in message.content:
-            if block.type == "tool_use":
-                text = json.dumps(block.input, ensure_ascii=False)
+        for block in message.get("content") or []:
+            if block.get("type") == "tool_use":
+                text = json.dumps(block.get("input"), ensure_ascii=False)
                 break
-            if block.type == "text":
-                text += block.text
-        return ModelReply(text=text, input_tokens=message.usage.input_tokens or 0,
-                          output_tokens=message.usage.output_tokens or 0)
+            if block.get("type") == "text":
+                text += block.get("text") or ""
+        usage = message.get("usage") or {}
+        return ModelReply(text=text, input_tokens=usage.get("input_tokens") or 0,
+                          output_tokens=usage.get("output_tokens") or 0)
 
     async def close(self) -> None:
         if self._client is not None:

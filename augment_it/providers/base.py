@@ -71,6 +71,17 @@ class ProviderError(Exception):
         self.status = status
 
 
+def answer_object(data: object, provider: str) -> dict[str, Any]:
+    """The answer's JSON object, as the SDKs' post(cast_to=object) returns it.
+
+    Providers read the documented wire fields from it themselves: building the SDK's typed
+    answer model costs about 0.7 ms of event-loop time per call, a third of the client's work."""
+    if not isinstance(data, dict):
+        raise ProviderError(f"{provider}: the answer is not a JSON object: {str(data)[:200]!r}",
+                            retryable=True)
+    return data
+
+
 class MissingKeyError(Exception):
     """No API key for a provider; the message says how to set one."""
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import groq
 import httpx
-from groq.types.chat import ChatCompletion
 
 from augment_it.providers.openai_chat import OpenAIChat
 
@@ -16,7 +15,6 @@ class GroqChat(OpenAIChat):
     sdk = groq
     strict_schema = False  # Groq documents strict mode for some models only
     path = "/openai/v1/chat/completions"  # the SDK's base URL is the host alone
-    answer_type = ChatCompletion
 
     def _make_client(self) -> Any:
         limits = httpx.Limits(max_connections=self._connections,

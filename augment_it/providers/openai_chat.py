@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletion
 
-from augment_it.providers.base import ModelReply, ModelRequest, provider_error
+from augment_it.providers.base import ModelReply, ModelRequest, answer_object, provider_error
 
 
 class OpenAIChat:
@@ -17,7 +16,6 @@ class OpenAIChat:
     sdk: ModuleType = openai
     strict_schema = True
     path = "/chat/completions"  # relative to the base URL, which ends in /v1
-    answer_type: type = ChatCompletion
 
     def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 60.0,
                  connections: int = 100) -> None:
@@ -63,16 +61,15 @@ class OpenAIChat:
             # The SDK's generic post() keeps its auth, error types and typed answer, but skips
             # create()'s per-call walk of the parameters against their TypedDicts, which cost
             # 40% of the client's CPU per request here (it re-walks the whole JSON schema).
-            response = await self.client.post(self.path, body=self._arguments(request),
-                                              cast_to=self.answer_type)
+            data = await self.client.post(self.path, body=self._arguments(request), cast_to=object)
         except self.sdk.APIError as exc:
             raise (provider_error(exc, self.sdk, self.name) or exc) from exc
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content or "") if choice else ""
-        usage = response.usage
-        return ModelReply(text=text,
-                          input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          output_tokens=getattr(usage, "completion_tokens", 0) or 0)
+        answer = answer_object(data, self.name)
+        choices = answer.get("choices") or [{}]
+        text = (choices[0].get("message") or {}).get("content") or ""
+        usage = answer.get("usage") or {}
+        return ModelReply(text=text, input_tokens=usage.get("prompt_tokens") or 0,
+                          output_tokens=usage.get("completion_tokens") or 0)
 
     async def close(self) -> None:
         if self._client is not None:

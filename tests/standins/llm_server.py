@@ -50,6 +50,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.standins.background import listening_socket
+
 try:  # orjson comes with Prefect; it is only a speed-up
     import orjson
 
@@ -425,10 +427,7 @@ class StandinServer:
                               backlog=4096, timeout_keep_alive=30)
 
     def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(4096)
+        sock = listening_socket(self.host, self.port, backlog=4096)
         sock.set_inheritable(True)
         self.port = sock.getsockname()[1]
         self._socket = sock
