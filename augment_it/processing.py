@@ -59,9 +59,18 @@ async def augment_records(records: list[dict[str, Any]], template: PromptTemplat
     input_fields = [k for k in records[0] if not k.startswith(SYSTEM_PREFIX) and k not in produced] \
         if records else []
     load_language_model()  # in the background, while the first calls wait on the network
-    return list(await asyncio.gather(
-        *(_augment_one(record, template, plan, prices, input_fields) for record in records)
-    ))
+    # As many workers as model slots, each rendering its next record just before asking: a
+    # coroutine per record would render every prompt of the chunk before the first call left.
+    augmented: list[dict[str, Any]] = [{} for _ in records]
+    pending = iter(range(len(records)))  # shared: each index goes to exactly one worker
+
+    async def worker() -> None:
+        for index in pending:
+            augmented[index] = await _augment_one(records[index], template, plan, prices, input_fields)
+
+    slots = plan.caller.policy.concurrency if plan.caller is not None else 1
+    await asyncio.gather(*(worker() for _ in range(min(slots, len(records)))))
+    return augmented
 
 
 async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: ModelPlan,

@@ -211,7 +211,7 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
             "--concurrency", str(scenario.concurrency)]
     process = subprocess.Popen([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while standin.stats()["answered"] < scenario.records // 2:
+    while (at_kill := standin.stats()["answered"]) < scenario.records // 2:
         time.sleep(0.05)
     process.kill()  # SIGKILL: no cleanup, no flush beyond what was already committed
     process.wait()
@@ -219,7 +219,11 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
     seconds, code = run_cli(args, env)
     stats = standin.stats()
     summary = json.loads((work / "out" / "summary.json").read_text())
-    return {"answered_before_kill": first, "answered_total": stats["answered"],
+    # The kernel tears a killed process down before it closes its sockets, so the stand-in can
+    # still count answers as delivered after SIGKILL: those prompts are re-sent by any client.
+    return {"answered_before_kill": first, "answered_after_sigkill": first - at_kill,
+            "resent_beyond_those": max(0, stats["duplicates"] - (first - at_kill)),
+            "answered_total": stats["answered"],
             "distinct_prompts": stats["unique_prompts"], "duplicate_calls": stats["duplicates"],
             "rerun_seconds": round(seconds, 2), "rerun_exit": code, "exported": summary["exported"],
             "calls_equal_prompts": stats["answered"] == stats["unique_prompts"] == scenario.records}
