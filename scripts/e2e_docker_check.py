@@ -21,7 +21,8 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import FlowRunWaitTimeout, PrefectHTTPStatusError
+from prefect.flow_runs import wait_for_flow_run
 
 STAGES = ("collect", "process", "review", "export")
 REJECT = ["c002", "c005"]
@@ -68,14 +69,10 @@ async def resume_review(pipeline: UUID) -> UUID:
 
 
 async def wait_final(run_id: UUID) -> FlowRun:
-    deadline = time.time() + TIMEOUT
-    async with get_client() as client:
-        while time.time() < deadline:
-            run = await client.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                return run
-            await asyncio.sleep(2)
-    raise SystemExit(f"flow run {run_id} did not finish in {TIMEOUT} s")
+    try:
+        return await wait_for_flow_run(run_id, timeout=TIMEOUT)
+    except FlowRunWaitTimeout:
+        raise SystemExit(f"flow run {run_id} did not finish in {TIMEOUT} s") from None
 
 
 def started_containers(events_file: Path) -> dict[str, tuple[str, str]]:

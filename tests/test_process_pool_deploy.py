@@ -33,6 +33,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments import run_deployment
+from prefect.exceptions import FlowRunWaitTimeout
+from prefect.flow_runs import wait_for_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.conftest import PROVIDER_ENV
@@ -139,14 +141,10 @@ def workers(server: Server) -> Iterator[None]:
 
 
 async def wait_final(run_id: UUID, logs: Path, timeout: float = RUN_TIMEOUT) -> FlowRun:
-    deadline = time.time() + timeout
-    async with get_client() as client:
-        while time.time() < deadline:
-            run = await client.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                return run
-            await asyncio.sleep(2)
-    raise AssertionError(f"flow run {run_id} not finished in {timeout} s\n{tails(logs)}")
+    try:
+        return await wait_for_flow_run(run_id, timeout=int(timeout))
+    except FlowRunWaitTimeout:
+        raise AssertionError(f"flow run {run_id} not finished in {timeout} s\n{tails(logs)}") from None
 
 
 async def stage_runs(parent: UUID) -> dict[str, FlowRun]:
