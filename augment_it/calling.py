@@ -7,6 +7,11 @@ retry-after, backoff and the cache are written once.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
@@ -43,6 +48,50 @@ class CallStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+# Which chunk a call belongs to; a freed slot goes to the earliest chunk. Chunks then finish (and
+# checkpoint) in order, and the next chunk takes each slot as soon as the one before it has no
+# prompt left to send, instead of both draining at once and leaving slots empty in between.
+call_rank: ContextVar[int] = ContextVar("call_rank", default=0)
+
+
+class RankedSlots:
+    """A semaphore whose freed slots go to the waiter of lowest rank, first come within a rank."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    async def acquire(self, rank: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (rank, next(self._arrivals), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted just as it was cancelled: pass the slot on
+            raise
+
+    @asynccontextmanager
+    async def held(self, rank: int) -> AsyncIterator[None]:
+        await self.acquire(rank)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self._free += 1
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
@@ -53,7 +102,7 @@ class ModelCaller:
         self.policy = policy
         self.cache = cache
         self.stats = CallStats()
-        self._slots = asyncio.Semaphore(policy.concurrency)
+        self._slots = RankedSlots(policy.concurrency)
         # Pace per second rather than per minute so the start of a run is not one big burst.
         self._requests = AsyncLimiter(policy.rpm / 60, 1) if policy.rpm else None
         self._tokens = AsyncLimiter(policy.tpm / 60, 1) if policy.tpm else None
@@ -85,7 +134,7 @@ class ModelCaller:
         return reply
 
     async def _send(self, request: ModelRequest) -> ModelReply:
-        async with self._slots:
+        async with self._slots.held(call_rank.get()):
             if self._requests is not None:
                 await self._requests.acquire()
             if self._tokens is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from augment_it import progress
 from augment_it.cache import AnswerCache
-from augment_it.calling import ModelCaller
+from augment_it.calling import ModelCaller, call_rank
 from augment_it.enrichers import ENRICHED_FIELDS, enrich, load_language_model
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
@@ -52,7 +52,8 @@ def chunk_fingerprint(template: PromptTemplate, ids: list[str]) -> str:
 
 
 async def augment_records(records: list[dict[str, Any]], template: PromptTemplate,
-                          plan: ModelPlan, prices: PriceTable) -> list[dict[str, Any]]:
+                          plan: ModelPlan, prices: PriceTable, rank: int = 0) -> list[dict[str, Any]]:
+    """Augment RECORDS; RANK orders this batch's calls against other batches waiting for a slot."""
     # What the record brought, not what a previous run wrote back onto it (a store round trip
     # returns the AI fields and enrichers as columns; they must not count as input).
     produced = {*template.output_fields, *ENRICHED_FIELDS}
@@ -65,6 +66,7 @@ async def augment_records(records: list[dict[str, Any]], template: PromptTemplat
     pending = iter(range(len(records)))  # shared: each index goes to exactly one worker
 
     async def worker() -> None:
+        call_rank.set(rank)  # each worker is its own asyncio task, with its own context
         for index in pending:
             augmented[index] = await _augment_one(records[index], template, plan, prices, input_fields)
 

@@ -9,7 +9,7 @@ from collections import deque
 import pytest
 
 from augment_it.cache import AnswerCache
-from augment_it.calling import CallPolicy, ModelCaller
+from augment_it.calling import CallPolicy, ModelCaller, call_rank
 from augment_it.providers import make_provider
 from augment_it.providers.base import ModelReply, ModelRequest, ProviderError
 
@@ -99,6 +99,36 @@ def test_concurrency_is_bounded_and_rpm_is_paced() -> None:
     assert Slow.peak == 4
     # 600 rpm = 10/s with a one-second bucket: 30 requests need about two seconds.
     assert asyncio.run(run(ModelCaller(Slow(), CallPolicy(concurrency=50, rpm=600)), 30)) >= 1.8
+
+
+def test_freed_slots_go_to_the_earliest_chunk_first() -> None:
+    """A later chunk queued first still waits while an earlier chunk has calls to send, so
+    chunks finish (and checkpoint) in order; cancelled waiters give their slot on."""
+    order: list[str] = []
+
+    class Recording(QueuedProvider):
+        async def send(self, request: ModelRequest) -> ModelReply:
+            order.append(request.messages[0][1])
+            await asyncio.sleep(0.01)
+            return ModelReply("x")
+
+    async def chunk(caller: ModelCaller, rank: int, size: int) -> None:
+        call_rank.set(rank)
+        await asyncio.gather(*(caller.call(request(f"c{rank}-{i}")) for i in range(size)))
+
+    async def run() -> None:
+        caller = ModelCaller(Recording(), CallPolicy(concurrency=2))
+        late = asyncio.create_task(chunk(caller, 1, 4))
+        await asyncio.sleep(0.002)  # the later chunk takes both slots and queues the rest first
+        cancelled = asyncio.create_task(chunk(caller, 0, 1))
+        await asyncio.sleep(0.002)  # queued ahead of everything, then given up
+        cancelled.cancel()
+        await asyncio.gather(late, chunk(caller, 0, 4), return_exceptions=True)
+
+    asyncio.run(run())
+    assert order[:2] == ["c1-0", "c1-1"]
+    assert order[2:6] == [f"c0-{i}" for i in range(4)]
+    assert order[6:] == ["c1-2", "c1-3"]
 
 
 def test_the_cache_answers_repeats_without_sending(tmp_path) -> None:
