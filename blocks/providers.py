@@ -74,13 +74,13 @@ def stored_credentials(provider: str) -> tuple[str, str | None] | None:
         return None
     name = os.environ.get(BLOCK_NAME_ENV) or DEFAULT_BLOCK
     try:
-        block = CREDENTIALS[provider].load(name)
+        block = CREDENTIALS[provider].load(name, _sync=True)  # also called from async tasks
     except ValueError:  # no such block document (or type not registered)
         pass
     else:
         return block.api_key.get_secret_value(), block.base_url
     try:
-        secret = system.Secret.load(f"{provider}-api-key")
+        secret = system.Secret.load(f"{provider}-api-key", _sync=True)
     except ValueError:
         return None
     return str(secret.get()), None

@@ -12,12 +12,12 @@ from tasks.export import (
     write_summary,
     write_to_destination,
 )
-from tasks.failures import fails_cleanly, outcome
+from tasks.failures import aoutcome, fails_cleanly
 
 
-@flow(name="export", log_prints=True)
+@flow(name="export", log_prints=True)  # async for the reason given in flows/collect.py
 @fails_cleanly
-def export(out: str, fmt: ExportFormat = "parquet", destination: str | None = None) -> dict[str, Any]:
+async def export(out: str, fmt: ExportFormat = "parquet", destination: str | None = None) -> dict[str, Any]:
     """Write approved, rejected, quarantined and failed records under OUT, and summary.json;
     with DESTINATION (a store URI), also write the approved records back to it."""
     processed, reviewed, audit = apply_review(out)
@@ -25,6 +25,6 @@ def export(out: str, fmt: ExportFormat = "parquet", destination: str | None = No
     write_decisions_log(out, audit)
     summary = write_summary(out, outcomes, processed, fmt)
     if destination:
-        summary = outcome(write_to_destination(out, destination, outcomes["exported"], summary,
+        summary = await aoutcome(write_to_destination(out, destination, outcomes["exported"], summary,
                                                return_state=True))
     return summary

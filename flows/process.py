@@ -32,8 +32,8 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     settings = settings or ProcessSettings()
     layout = RunLayout(out)
     prompt = await aoutcome(prepare_template(template, settings, return_state=True))
-    records = load_collected(out)
-    plan = open_model(prompt, settings)
+    records = await load_collected(out)
+    plan = await open_model(prompt, settings)
     prices = PriceTable.load(settings.prices_path)
     size = settings.effective_chunk_size(len(records))
     chunks = [records[i:i + size] for i in range(0, len(records), size)]
@@ -45,7 +45,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
         nonlocal done
         part = layout.process_part(index, chunk_fingerprint(prompt, [r[ID] for r in chunk]))
         async with window:
-            report = await augment_chunk(chunk, part, prompt, plan, prices)
+            report = await augment_chunk(chunk, part, prompt, plan, prices, rank=index)
         done += 1
         await aupdate_progress_artifact(progress, 100.0 * done / len(chunks))
         return report
@@ -55,7 +55,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     gc.freeze()
     reports = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
     calls = await close_model(plan)
-    write_process_report(out, prompt, plan, list(reports), calls)
+    await write_process_report(out, prompt, plan, list(reports), calls)
     if plan.caller is None:
         print(f"AI step skipped: {plan.skip_reason}")
     return layout.process_report

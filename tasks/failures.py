@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from prefect.states import Failed, State
@@ -54,14 +54,10 @@ def _resolved(wrapper: Callable[..., Any], fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def outcome(state: State) -> Any:
+async def aoutcome(state: State | Awaitable[State]) -> Any:
     """A task's result (call it with return_state=True), or stop the flow with its message."""
-    if state.is_failed():
-        raise StageStopped(state.message or "failed")
-    return state.result()
-
-
-async def aoutcome(state: State) -> Any:
+    if inspect.isawaitable(state):  # an async task's state
+        state = await state
     if state.is_failed():
         raise StageStopped(state.message or "failed")
     return await state.aresult()

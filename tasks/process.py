@@ -24,22 +24,24 @@ from blocks.templates import load_prompt_template
 from tasks.failures import fails_cleanly
 
 
+# The stage's tasks are async even where their work is not: a sync task in the async flow makes
+# Prefect build a second, synchronous API client (about 0.1 s) before the first model call.
 @task(name="load-template", cache_policy=NO_CACHE)
 @fails_cleanly
-def prepare_template(path: str, settings: ProcessSettings) -> PromptTemplate:
+async def prepare_template(path: str, settings: ProcessSettings) -> PromptTemplate:
     """The template from a file or URL, or from a stored block (`block:NAME`), with overrides."""
     return apply_overrides(load_prompt_template(path), settings)
 
 
 @task(name="load-collected", cache_policy=NO_CACHE)
-def load_collected(out: str) -> list[dict[str, Any]]:
+async def load_collected(out: str) -> list[dict[str, Any]]:
     frame = read_frame(RunLayout(out).collected)
     progress.start(len(frame))
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 @task(name="open-model", cache_policy=NO_CACHE, persist_result=False)
-def open_model(template: PromptTemplate, settings: ProcessSettings) -> ModelPlan:
+async def open_model(template: PromptTemplate, settings: ProcessSettings) -> ModelPlan:
     """The model to call; its key from the environment, else from a credentials block."""
     stored = None if template.provider == "none" else stored_credentials(template.provider)
     return open_plan(template, settings, *(stored or ()))
@@ -47,11 +49,11 @@ def open_model(template: PromptTemplate, settings: ProcessSettings) -> ModelPlan
 
 @task(name="augment-chunk", cache_policy=NO_CACHE)
 async def augment_chunk(records: list[dict[str, Any]], part: str, template: PromptTemplate,
-                        plan: ModelPlan, prices: PriceTable) -> dict[str, Any]:
+                        plan: ModelPlan, prices: PriceTable, rank: int = 0) -> dict[str, Any]:
     if exists(part):  # finished by an earlier run of the same records and template
         progress.advance(len(records))
         return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
-    frame = pd.DataFrame(await augment_records(records, template, plan, prices))
+    frame = pd.DataFrame(await augment_records(records, template, plan, prices, rank))
     write_frame(frame, part)
     return {**chunk_counts(frame), "part": part, "resumed": False}
 
@@ -83,7 +85,7 @@ async def close_model(plan: ModelPlan) -> dict[str, Any]:
 
 
 @task(name="write-process-report", cache_policy=NO_CACHE)
-def write_process_report(out: str, template: PromptTemplate, plan: ModelPlan,
+async def write_process_report(out: str, template: PromptTemplate, plan: ModelPlan,
                          chunks: list[dict[str, Any]], calls: dict[str, Any]) -> dict[str, Any]:
     costs = [c["cost_usd"] for c in chunks]
     report = {
