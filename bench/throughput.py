@@ -152,8 +152,12 @@ def measure(scenario: Scenario) -> dict[str, Any]:
 
     standin = Standin(scenario)
     work = Path(tempfile.mkdtemp(prefix="augment-bench-"))
+    # The CLI runs on the harness's Prefect server too, so stage and whole run are compared on
+    # the same server rather than the whole run also paying for starting one of its own.
+    from prefect.settings import get_current_settings
+
     env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": standin.base_url,
-           "AUGMENT_CACHE_DIR": str(work / "cache")}
+           "AUGMENT_CACHE_DIR": str(work / "cache"), "PREFECT_API_URL": str(get_current_settings().api.url)}
     os.environ.update(env)
     source, template = work / "records.csv", work / "bench.yaml"
     write_records(source, scenario.records)
@@ -172,7 +176,7 @@ def measure(scenario: Scenario) -> dict[str, Any]:
         from flows.process import process
 
         out = str(work / "out")
-        collect(source=str(source), out=out, id_column="id")
+        asyncio.run(collect(source=str(source), out=out, id_column="id"))
         started = time.perf_counter()
         started_monotonic = time.monotonic()
         asyncio.run(process(out=out, template=str(template), settings=settings))
