@@ -61,6 +61,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     # so full collections stop walking it, each a 0.3 s stall with every slot's answer waiting.
     gc.freeze()
     reports = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
+    await progress  # created even when there was no chunk to update it
     calls = await close_model(plan)
     await write_process_report(out, prompt, plan, list(reports), calls)
     if plan.caller is None:
