@@ -26,11 +26,12 @@ class ProviderSpec:
 
     @property
     def module(self) -> str:
-        return self.implementation.split(":")[0]
+        return self.implementation.partition(":")[0]
 
     @property
     def factory(self) -> Callable[..., Provider]:
-        return getattr(importlib.import_module(self.module), self.implementation.split(":")[1])
+        module, _, name = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -72,9 +73,13 @@ def import_keyed_sdks_in_background() -> None:
     provider opened sooner waits on the import lock for the rest; one without a key variable
     (its key in a block) is imported when opened."""
     modules = [spec.module for spec in PROVIDERS.values() if os.environ.get(spec.key_env)]
+
+    def import_all() -> None:
+        for module in modules:
+            importlib.import_module(module)
+
     if modules:
-        threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
-                         name="sdk-import", daemon=True).start()
+        threading.Thread(target=import_all, name="sdk-import", daemon=True).start()
 
 
 def make_provider(name: str, api_key: str | None = None, base_url: str | None = None,
