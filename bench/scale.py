@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+from bench.servers import add_server_argument, prefect_server  # noqa: E402
 from bench.throughput import TEMPLATE, Scenario, Standin, write_records  # noqa: E402
 
 
@@ -94,11 +95,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    add_server_argument(parser)
     args = parser.parse_args()
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        print(json.dumps(run(args.records, args.concurrency)), flush=True)
+    with prefect_server(args.server):
+        print(json.dumps({"server": args.server, **run(args.records, args.concurrency)}), flush=True)
 
 
 if __name__ == "__main__":

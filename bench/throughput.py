@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from bench.servers import add_server_argument, free_port, prefect_server  # noqa: E402
 
 TEMPLATE = """name: bench
 provider: openai
@@ -65,12 +66,6 @@ ACCEPTANCE = [
              timeout=5.0),
     Scenario("kill -9 half way", kill_half=True),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Standin:
@@ -248,6 +243,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--whole", action="store_true", help="also time the whole augment run")
     parser.add_argument("--kill-half", action="store_true", help="kill -9 half way, then rerun")
+    add_server_argument(parser)
     args = parser.parse_args()
     if args.scenario == "acceptance":
         scenarios = ACCEPTANCE
@@ -257,11 +253,9 @@ def main() -> None:
         scenarios = [Scenario("custom", args.records, args.concurrency, args.latency, args.jitter,
                               args.rpm, faults, timeout=args.timeout, whole=args.whole,
                               kill_half=args.kill_half)]
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_server(args.server):
         for scenario in scenarios:
-            print(json.dumps(measure(scenario)), flush=True)
+            print(json.dumps({"server": args.server, **measure(scenario)}), flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mib": round(peak)}))
 
