@@ -24,6 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.chdir(ROOT)  # the project's prefect.toml configures the servers started here
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -48,7 +49,10 @@ def covered_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
 
 async def task_intervals() -> list[tuple[datetime, datetime]]:
     from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
 
+    # The server records task runs in batches (prefect.toml): let its last flush happen first.
+    await asyncio.sleep(get_current_settings().server.services.task_run_recorder.flush_interval + 1)
     intervals, offset = [], 0
     async with get_client() as client:
         while True:

@@ -46,7 +46,10 @@ def assert_no_secret(text: str, where: str) -> None:
 async def everything_prefect_kept() -> str:
     """Logs, artifacts, flow-run parameters and state messages, as the API serves them to the UI."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
 
+    # The server records task runs in batches (prefect.toml): let its last flush happen first.
+    await asyncio.sleep(get_current_settings().server.services.task_run_recorder.flush_interval + 1)
     async with get_client() as client:
         logs = await client.read_logs()
         artifacts = await client.read_artifacts()
