@@ -133,6 +133,18 @@ def where_time_went(timeline: list[tuple[float, float, int]], started: float, en
             "busy_share": round(in_flight / concurrency, 3)}
 
 
+def failure_reasons(parts: list[str]) -> dict[str, Any]:
+    """Every failed record must say why: count those that do not, and the commonest reasons."""
+    import pandas as pd
+
+    from augment_it.records import AI_STATUS, REASON
+
+    processed = pd.concat([pd.read_parquet(part, columns=[AI_STATUS, REASON]) for part in parts])
+    reasons = processed.loc[processed[AI_STATUS] == "failed", REASON].fillna("")
+    return {"failed_without_reason": int((reasons.str.strip() == "").sum()),
+            "failure_reasons": reasons.str.slice(0, 80).value_counts().head(3).to_dict()}
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
@@ -182,6 +194,7 @@ def measure(scenario: Scenario) -> dict[str, Any]:
         report = json.loads((work / "out" / ".augment" / "process" / "report.json").read_text())
         stats = standin.stats()
         rps = scenario.records / seconds
+        result.update(failure_reasons(report["parts"]))
         result.update({
             "seconds": round(seconds, 2), "records_per_s": round(rps, 1),
             "efficiency": round(rps / ideal, 3),
