@@ -90,18 +90,20 @@ def prefect_server_process(database_url: str) -> Iterator[None]:
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env.update({"PREFECT_HOME": home, "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    log = open(Path(home) / "server.log", "w")  # noqa: SIM115  (closed below, after the server)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api"
+    url, log_path = f"http://127.0.0.1:{port}/api", Path(home) / "server.log"
     try:
-        _wait_healthy(url, server, Path(home) / "server.log")
-        with temporary_settings({PREFECT_API_URL: url}):
-            yield
+        with log_path.open("w") as log:
+            server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                                       "127.0.0.1", "--port", str(port)],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_healthy(url, server, log_path)
+                with temporary_settings({PREFECT_API_URL: url}):
+                    yield
+            finally:
+                server.terminate()
+                server.wait(30)
     finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
