@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -85,6 +86,7 @@ def run(records: int, concurrency: int) -> dict[str, Any]:
         inside_tasks = covered_seconds(asyncio.run(task_intervals()))
     finally:
         standin.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "records": records, "concurrency": concurrency, "wall_seconds": round(wall, 1),
         "records_per_s": round(records / wall, 1),

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,6 +216,7 @@ def measure(scenario: Scenario) -> dict[str, Any]:
                            "whole_vs_stage": round(seconds / whole_seconds, 3)})
     finally:
         standin.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
