@@ -20,10 +20,10 @@ from tasks.failures import aoutcome, fails_cleanly
 async def export(out: str, fmt: ExportFormat = "parquet", destination: str | None = None) -> dict[str, Any]:
     """Write approved, rejected, quarantined and failed records under OUT, and summary.json;
     with DESTINATION (a store URI), also write the approved records back to it."""
-    processed, reviewed, audit = apply_review(out)
-    outcomes = write_outcomes(out, processed, reviewed, fmt)
-    write_decisions_log(out, audit)
-    summary = write_summary(out, outcomes, processed, fmt)
+    processed, reviewed, audit = await apply_review(out)
+    outcomes = await write_outcomes(out, processed, reviewed, fmt)
+    await write_decisions_log(out, audit)
+    summary = await write_summary(out, outcomes, processed, fmt)
     if destination:
         summary = await aoutcome(write_to_destination(out, destination, outcomes["exported"], summary,
                                                return_state=True))

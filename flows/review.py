@@ -48,20 +48,20 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
     the rest wait for a human; if none decides within TIMEOUT_SECONDS, TIMEOUT_OUTCOME applies
     and the run ends in the state ReviewExpired.
     """
-    frame = load_processed(out)
+    frame = await load_processed(out)
     if policy == "auto" or not split_by_score(frame, approve_above)[1]:
-        decision = decide_automatically(frame, approve_above)
+        decision = await decide_automatically(frame, approve_above)
     else:
         run_id = str(get_run_context().flow_run.id)
-        request = request_review(out, frame, run_id, PREFECT_API_URL.value(), approve_above,
-                                 timeout_seconds, timeout_outcome)
-        summary = publish_review_packet(frame, request)
+        request = await request_review(out, frame, run_id, PREFECT_API_URL.value(), approve_above,
+                                       timeout_seconds, timeout_outcome)
+        summary = await publish_review_packet(frame, request)
         print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
               f"Prefect UI, or `augment review show {run_id}` then "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
         given = await ask_reviewer(frame, summary, timeout_seconds)
         decision = human_decision(given, request) if given else expired_decision(request)
-    location = save_decision(out, decision)
+    location = await save_decision(out, decision)
     if decision.source == "expired":
         message = f"review expired: nobody decided within {timeout_seconds} s; {decision.comment}"
         get_run_logger().warning(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a source URI load a Prefect block)
@@ -18,7 +18,7 @@ from tasks.failures import fails_cleanly
 
 @task(name="resolve-schema", cache_policy=NO_CACHE)
 @fails_cleanly
-def resolve_schema(id_column: str | None, template: str | None) -> RecordSchema:
+async def resolve_schema(id_column: str | None, template: str | None) -> RecordSchema:
     """Required fields and types come from the template's `input` section, if it has one."""
     declared = load_prompt_template(template).input if template else None
     return RecordSchema(id_column=id_column, required=list(declared or {}), types=dict(declared or {}))
@@ -26,17 +26,17 @@ def resolve_schema(id_column: str | None, template: str | None) -> RecordSchema:
 
 @task(name="read-source", cache_policy=NO_CACHE)
 @fails_cleanly
-def read_source(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+async def read_source(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return open_source(uri).read().frames()
 
 
 @task(name="validate-records", cache_policy=NO_CACHE)
-def validate(records: pd.DataFrame, schema: RecordSchema) -> ValidationResult:
+async def validate(records: pd.DataFrame, schema: RecordSchema) -> ValidationResult:
     return validate_records(records, schema)
 
 
 @task(name="save-collected", cache_policy=NO_CACHE)
-def save_collected(result: ValidationResult, unreadable: pd.DataFrame, out: str) -> dict[str, int]:
+async def save_collected(result: ValidationResult, unreadable: pd.DataFrame, out: str) -> dict[str, int]:
     layout = RunLayout(out)
     if not unreadable.empty:
         unreadable = unreadable.copy()
@@ -52,7 +52,7 @@ def save_collected(result: ValidationResult, unreadable: pd.DataFrame, out: str)
 
 
 @task(name="publish-validation-summary", cache_policy=NO_CACHE)
-def publish_validation_summary(source: str, result: ValidationResult, unreadable: pd.DataFrame) -> None:
+async def publish_validation_summary(source: str, result: ValidationResult, unreadable: pd.DataFrame) -> None:
     lines = [f"# Validation of `{source}`", "",
              f"- valid records: **{len(result.valid)}**",
              f"- quarantined by validation: **{len(result.quarantined)}**",
@@ -64,5 +64,5 @@ def publish_validation_summary(source: str, result: ValidationResult, unreadable
     if not reasons.empty:
         lines += ["", "## Quarantined (first 20)", ""]
         lines += [f"- `{r.get(SOURCE, '')}` {r[REASON]}" for r in reasons.head(20).to_dict(orient="records")]
-    create_markdown_artifact(markdown="\n".join(lines), key="validation-summary",
-                             description="Records collected and quarantined")
+    await acreate_markdown_artifact(markdown="\n".join(lines), key="validation-summary",
+                                    description="Records collected and quarantined")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
@@ -21,7 +21,7 @@ from tasks.review import read_processed
 
 
 @task(name="apply-decision", cache_policy=NO_CACHE)
-def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+async def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
     layout = RunLayout(out)
     processed = read_processed(out)
     decision = ReviewDecision.model_validate(read_json(layout.decision))
@@ -30,7 +30,7 @@ def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, A
 
 
 @task(name="write-outcomes", cache_policy=NO_CACHE)
-def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
+async def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
                    fmt: str) -> dict[str, pd.DataFrame]:
     layout = RunLayout(out)
     outcomes = split_outcomes(processed, reviewed, read_frame(layout.quarantine))
@@ -40,19 +40,19 @@ def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
 
 
 @task(name="write-decisions-log", cache_policy=NO_CACHE)
-def write_decisions_log(out: str, audit: list[dict[str, Any]]) -> None:
+async def write_decisions_log(out: str, audit: list[dict[str, Any]]) -> None:
     write_text("".join(json.dumps(row, default=str) + "\n" for row in audit), RunLayout(out).decisions_log)
 
 
 @task(name="write-summary", cache_policy=NO_CACHE)
-def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
+async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
                   fmt: str) -> dict[str, Any]:
     layout = RunLayout(out)
     summary = summarize(outcomes, processed, read_json(layout.process_report))
     summary["files"] = {name: layout.export(name, fmt) for name in OUTCOMES}
     summary["review"] = review_report(ReviewDecision.model_validate(read_json(layout.decision)))
     write_json(summary, layout.summary)
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         key="export-summary", description="What the run exported",
         markdown="\n".join(["# Export", "", "| outcome | records |", "|---|---|"]
                            + [f"| {k} | {summary[k]} |" for k in
@@ -64,7 +64,7 @@ def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: pd.Dat
 
 @task(name="write-to-destination", cache_policy=NO_CACHE)  # each sink retries its own requests
 @fails_cleanly
-def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
+async def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
                          summary: dict[str, Any]) -> dict[str, Any]:
     """Write the approved records' augmented fields back to DESTINATION; counts go in summary.json.
 
@@ -77,7 +77,7 @@ def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
     counts = open_sink(destination, fields).write(exported)
     summary = {**summary, "destination": {"uri": destination, **counts}}
     write_json(summary, layout.summary)
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         key="export-destination", description="Records written back to the destination",
         markdown="\n".join(["# Destination", "", f"`{destination}`", "", "| written | records |", "|---|---|",
                             f"| updated | {counts['updated']} |", f"| created | {counts['created']} |",

@@ -24,8 +24,7 @@ from blocks.templates import load_prompt_template
 from tasks.failures import fails_cleanly
 
 
-# The stage's tasks are async even where their work is not: a sync task in the async flow makes
-# Prefect build a second, synchronous API client (about 0.1 s) before the first model call.
+# Async, like every stage's tasks, for the reason given in flows/collect.py.
 @task(name="load-template", cache_policy=NO_CACHE)
 @fails_cleanly
 async def prepare_template(path: str, settings: ProcessSettings) -> PromptTemplate:

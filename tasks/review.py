@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from augment_it.layout import RunLayout, read_json, write_json, write_text
@@ -26,17 +26,17 @@ def output_fields(out: str) -> list[str]:
 
 
 @task(name="load-processed", cache_policy=NO_CACHE)
-def load_processed(out: str) -> pd.DataFrame:
+async def load_processed(out: str) -> pd.DataFrame:
     return read_processed(out)
 
 
 @task(name="decide-automatically", cache_policy=NO_CACHE)
-def decide_automatically(frame: pd.DataFrame, approve_above: float | None) -> ReviewDecision:
+async def decide_automatically(frame: pd.DataFrame, approve_above: float | None) -> ReviewDecision:
     return auto_decision(frame, approve_above)
 
 
 @task(name="request-review", cache_policy=NO_CACHE)
-def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str | None,
+async def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str | None,
                    approve_above: float | None, timeout_seconds: int,
                    timeout_outcome: TimeoutOutcome) -> ReviewRequest:
     """Split auto-approved from human-reviewed records, write the full sheet and pending.json."""
@@ -56,26 +56,26 @@ def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str
 
 
 @task(name="publish-review-packet", cache_policy=NO_CACHE)
-def publish_review_packet(frame: pd.DataFrame, request: ReviewRequest) -> str:
+async def publish_review_packet(frame: pd.DataFrame, request: ReviewRequest) -> str:
     """Publish the table, summary and sheet-link artifacts; return the summary for the pause form."""
     rows = packet_rows(frame, request.output_fields, request.to_review)
     summary = packet_summary(frame, rows, request)
     if rows:
-        create_table_artifact(table=rows[:PACKET_ROWS], key="review-packet",
-                              description=f"{len(rows)} records awaiting review, flagged first"
-                              + (f" (first {PACKET_ROWS}; all in the review sheet)"
-                                 if len(rows) > PACKET_ROWS else ""))
-    create_markdown_artifact(markdown=summary, key="review-summary", description="What to review")
+        await acreate_table_artifact(table=rows[:PACKET_ROWS], key="review-packet",
+                                     description=f"{len(rows)} records awaiting review, flagged first"
+                                     + (f" (first {PACKET_ROWS}; all in the review sheet)"
+                                        if len(rows) > PACKET_ROWS else ""))
+    await acreate_markdown_artifact(markdown=summary, key="review-summary", description="What to review")
     if request.sheet:
         link = request.sheet if "://" in request.sheet else f"file://{request.sheet}"
-        create_link_artifact(link=link, link_text="review sheet (CSV)", key="review-sheet",
-                             description="Every record awaiting review; edit and submit with "
-                                         "`augment review approve RUN --edits sheet.csv`")
+        await acreate_link_artifact(link=link, link_text="review sheet (CSV)", key="review-sheet",
+                                    description="Every record awaiting review; edit and submit with "
+                                                "`augment review approve RUN --edits sheet.csv`")
     return summary
 
 
 @task(name="save-decision", cache_policy=NO_CACHE)
-def save_decision(out: str, decision: ReviewDecision) -> str:
+async def save_decision(out: str, decision: ReviewDecision) -> str:
     layout = RunLayout(out)
     write_json(decision.model_dump(), layout.decision)
     return layout.decision
