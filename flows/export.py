@@ -26,5 +26,5 @@ async def export(out: str, fmt: ExportFormat = "parquet", destination: str | Non
     summary = await write_summary(out, outcomes, processed, fmt)
     if destination:
         summary = await aoutcome(write_to_destination(out, destination, outcomes["exported"], summary,
-                                               return_state=True))
+                                                      return_state=True))
     return summary

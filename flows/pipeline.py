@@ -6,7 +6,6 @@ Locally the stages run as subflows; deployed, the same parent starts each stage'
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from prefect import Flow, flow
@@ -27,9 +26,7 @@ StageMode = Literal["subflows", "deployments"]
 async def run_stage(stage: Flow, mode: StageMode, **parameters: Any) -> None:
     """Run one stage to completion, or stop the pipeline with the stage's own message."""
     if mode == "subflows":
-        state = stage(**parameters, return_state=True)
-        if inspect.isawaitable(state):
-            state = await state
+        state = await stage(**parameters, return_state=True)  # every stage flow is async
     else:
         # Deployed stages return nothing we need: their data is on shared storage under OUT.
         run = await run_deployment(f"{stage.name}/{stage.name}", parameters=parameters, as_subflow=True)

@@ -24,22 +24,13 @@ class StageStopped(UserInputError):
 
 
 def fails_cleanly(fn: F) -> F:
-    """Decorate a task or flow function (under @task/@flow): user errors become Failed states."""
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await fn(*args, **kwargs)
-            except UserInputError as exc:
-                return Failed(message=str(exc))
-
-        return _resolved(run_async, fn)
+    """Decorate an async task or flow function (under @task/@flow; every stage's are async, see
+    flows/collect.py): user errors become Failed states."""
 
     @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    async def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except UserInputError as exc:
             return Failed(message=str(exc))
 
@@ -54,10 +45,9 @@ def _resolved(wrapper: Callable[..., Any], fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-async def aoutcome(state: State | Awaitable[State]) -> Any:
+async def aoutcome(pending: Awaitable[State]) -> Any:
     """A task's result (call it with return_state=True), or stop the flow with its message."""
-    if inspect.isawaitable(state):  # an async task's state
-        state = await state
+    state = await pending
     if state.is_failed():
         raise StageStopped(state.message or "failed")
     return await state.aresult()

@@ -85,7 +85,7 @@ async def close_model(plan: ModelPlan) -> dict[str, Any]:
 
 @task(name="write-process-report", cache_policy=NO_CACHE)
 async def write_process_report(out: str, template: PromptTemplate, plan: ModelPlan,
-                         chunks: list[dict[str, Any]], calls: dict[str, Any]) -> dict[str, Any]:
+                               chunks: list[dict[str, Any]], calls: dict[str, Any]) -> dict[str, Any]:
     costs = [c["cost_usd"] for c in chunks]
     report = {
         "template": {"name": template.name, "version": template.version,
