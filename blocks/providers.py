@@ -74,7 +74,7 @@ def stored_credentials(provider: str) -> tuple[str, str | None] | None:
         return None
     name = os.environ.get(BLOCK_NAME_ENV) or DEFAULT_BLOCK
     try:
-        block = CREDENTIALS[provider].load(name, _sync=True)  # also called from async tasks
+        block = CREDENTIALS[provider].load(name, _sync=True)  # a value, not a coroutine, in async tasks too
     except ValueError:  # no such block document (or type not registered)
         pass
     else:

@@ -49,7 +49,7 @@ def load_prompt_template(ref: str) -> PromptTemplate:
         return load_template(ref)
     name = ref.removeprefix(BLOCK_PREFIX)
     try:
-        block = PromptTemplateBlock.load(name, _sync=True)  # also called from async tasks
+        block = PromptTemplateBlock.load(name, _sync=True)  # a value, not a coroutine, in async tasks too
     except ValueError as exc:
         raise TemplateError(f"no prompt template block named {name!r}: create one in the UI "
                             f"(Augment Prompt Template) or with "
