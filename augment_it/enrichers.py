@@ -8,6 +8,7 @@ The quality score (0..1) is what `--approve-above` compares against:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -34,8 +35,8 @@ _language_model_guard = threading.Lock()
 def load_language_model() -> Future[Any]:
     """py3langid's model, loading in a background thread from the first call on.
 
-    Loading takes about half a second of CPU. Started before the first model calls, it overlaps
-    their network wait instead of stalling the event loop when the first answers arrive."""
+    Loading takes half a second to a second of CPU. Started before the first model calls, it
+    overlaps their network wait."""
     global _language_model
     with _language_model_guard:
         if _language_model is None:
@@ -45,6 +46,13 @@ def load_language_model() -> Future[Any]:
             _language_model = pool.submit(py3langid.classify, "loads the model on first use")
             pool.shutdown(wait=False)
         return _language_model
+
+
+async def language_model_ready() -> None:
+    """Wait for the language model without holding up the event loop's other calls."""
+    model = load_language_model()
+    if not model.done():
+        await asyncio.wrap_future(model)
 
 
 def guess_language(text: str) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 from augment_it import progress
 from augment_it.cache import AnswerCache
 from augment_it.calling import ModelCaller, call_rank
-from augment_it.enrichers import ENRICHED_FIELDS, enrich, load_language_model
+from augment_it.enrichers import ENRICHED_FIELDS, enrich, language_model_ready, load_language_model
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelRequest, ProviderError
@@ -87,6 +87,7 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
         out[AI_STATUS], out[REASON] = "skipped", plan.skip_reason
     else:
         await _ask_model(out, record, template, plan.caller, prices)
+    await language_model_ready()  # enrich would block the event loop until it has loaded
     out.update(enrich(out, input_fields, out[AI_STATUS]))
     progress.advance()
     return out
