@@ -15,7 +15,7 @@ import flows.process  # noqa: F401
 for thread in threading.enumerate():
     if thread.name == "sdk-import":
         thread.join(60)
-print(sorted(name for name in ("openai", "anthropic", "groq") if name in sys.modules))
+print(sorted(name for name in ("openai", "anthropic", "groq", "httpcore2") if name in sys.modules))
 """
 
 
@@ -27,5 +27,6 @@ def loaded_sdks(**keys: str) -> str:
 
 
 def test_only_the_sdks_of_providers_with_a_key_are_imported_early() -> None:
-    assert loaded_sdks(ANTHROPIC_API_KEY="sk-ant-test") == "['anthropic']"
+    # httpcore2: the SDKs' HTTP layer, which they otherwise import as the first client is built
+    assert loaded_sdks(ANTHROPIC_API_KEY="sk-ant-test") == "['anthropic', 'httpcore2']"
     assert loaded_sdks() == "[]"  # a key kept in a block: its SDK is imported when the model opens

@@ -75,7 +75,9 @@ def import_keyed_sdks_in_background() -> None:
     modules = [spec.module for spec in PROVIDERS.values() if os.environ.get(spec.key_env)]
 
     def import_all() -> None:
-        for module in modules:
+        # httpcore2 too: the SDKs' HTTP layer imports it (and trio) only when the first client
+        # is built, which otherwise put 0.13 s between the stage's first call and the network.
+        for module in [*modules, "httpcore2"]:
             importlib.import_module(module)
 
     if modules:
