@@ -31,7 +31,7 @@ async def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[
 
 @task(name="write-outcomes", cache_policy=NO_CACHE)
 async def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
-                   fmt: str) -> dict[str, pd.DataFrame]:
+                         fmt: str) -> dict[str, pd.DataFrame]:
     layout = RunLayout(out)
     outcomes = split_outcomes(processed, reviewed, read_frame(layout.quarantine))
     for name in OUTCOMES:
@@ -46,7 +46,7 @@ async def write_decisions_log(out: str, audit: list[dict[str, Any]]) -> None:
 
 @task(name="write-summary", cache_policy=NO_CACHE)
 async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
-                  fmt: str) -> dict[str, Any]:
+                        fmt: str) -> dict[str, Any]:
     layout = RunLayout(out)
     summary = summarize(outcomes, processed, read_json(layout.process_report))
     summary["files"] = {name: layout.export(name, fmt) for name in OUTCOMES}
@@ -65,7 +65,7 @@ async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: 
 @task(name="write-to-destination", cache_policy=NO_CACHE)  # each sink retries its own requests
 @fails_cleanly
 async def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
-                         summary: dict[str, Any]) -> dict[str, Any]:
+                               summary: dict[str, Any]) -> dict[str, Any]:
     """Write the approved records' augmented fields back to DESTINATION; counts go in summary.json.
 
     The fields written are the template's output fields and the enrichers, unless the

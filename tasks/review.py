@@ -37,8 +37,8 @@ async def decide_automatically(frame: pd.DataFrame, approve_above: float | None)
 
 @task(name="request-review", cache_policy=NO_CACHE)
 async def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str | None,
-                   approve_above: float | None, timeout_seconds: int,
-                   timeout_outcome: TimeoutOutcome) -> ReviewRequest:
+                         approve_above: float | None, timeout_seconds: int,
+                         timeout_outcome: TimeoutOutcome) -> ReviewRequest:
     """Split auto-approved from human-reviewed records, write the full sheet and pending.json."""
     auto_ids, human_ids = split_by_score(frame, approve_above)
     fields = output_fields(out)
