@@ -8,8 +8,10 @@ from prefect import flow, get_client, get_run_logger
 from prefect.context import get_run_context
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import aread_flow_run_input
+from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Completed, Running, State
+from prefect.states import Completed, Paused, Running, State
 
 from augment_it.review import (
     ReviewInput,
@@ -77,7 +79,10 @@ async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) 
     logger = get_run_logger()
     description = summary
     deadline = time.monotonic() + timeout_seconds
+    pauses = 0
     while (remaining := deadline - time.monotonic()) > 0:
+        pauses += 1
+        pause_key = str(pauses)  # what Prefect would number it, named here to find its answer later
         form = None
         # The server fails a run whose pause outlives its timeout, so the pause gets a longer one
         # than ours: when ours runs out, the run leaves the pause itself and ends as ReviewExpired.
@@ -86,9 +91,10 @@ async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) 
                 wait_for_input=ReviewForm.with_initial_data(description=description),
                 timeout=round(remaining) + SERVER_GRACE,
                 poll_interval=min(POLL_SECONDS, max(0.5, remaining / 4)),
+                key=pause_key,
             )
-        if form is None:
-            break
+        if form is None and (form := await leave_pause(pause_key)) is None:
+            return None
         given = ReviewInput.model_validate(form.model_dump())
         problems = decision_problems(given, frame)
         if not problems:
@@ -96,14 +102,20 @@ async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) 
         logger.warning("Review input rejected, waiting again: %s", "; ".join(problems))
         description = ("**The last submission could not be used, nothing was applied:**\n\n"
                        + "\n".join(f"- {p}" for p in problems) + "\n\n" + summary)
-    await leave_pause()
     return None
 
 
-async def leave_pause() -> None:
-    """Take the run out of its pause (as a resume would) so it can end in a state of its own."""
+async def leave_pause(pause_key: str) -> ReviewForm | None:
+    """Take the run out of its pause (as a resume would) so it can end in a state of its own.
+
+    A reviewer who resumed after the pause last polled was accepted by the server, so that
+    decision is returned, not dropped; None when nobody answered.
+    """
     run_id = get_run_context().flow_run.id
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
         if run.state is not None and run.state.is_paused():
             await client.set_flow_run_state(run_id, Running(message="review expired"))
+    keyset = keyset_from_paused_state(Paused(pause_key=pause_key))
+    answer = await aread_flow_run_input(keyset["response"], flow_run_id=run_id)
+    return None if answer is None else ReviewForm(**answer)

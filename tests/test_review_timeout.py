@@ -14,8 +14,9 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
 
 from augment_it.settings import ProcessSettings
+from flows.review import EXPIRED, SERVER_GRACE
 from tests.conftest import EXAMPLES
-from tests.pipeline import assert_every_record_once, run_pipeline
+from tests.pipeline import BackgroundRun, assert_every_record_once, paused_review_run, resume, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 COMPANIES = EXAMPLES / "data" / "companies.csv"
@@ -56,3 +57,28 @@ def test_approve_all_on_timeout_exports_what_was_waiting(tmp_path: Path) -> None
     assert set(exported.loc[["c001", "c002", "c004"], "reviewed_by"]) == {"auto"}
     assert set(exported.loc[["c003", "c005", "c008"], "reviewed_by"]) == {"(review expired)"}
     assert json.loads((tmp_path / "summary.json").read_text())["review"]["status"] == "review expired"
+
+
+def test_a_decision_sent_after_the_last_poll_before_the_timeout_is_applied(tmp_path: Path) -> None:
+    # With an 8 s timeout the pause polls every 2 s; a decision 1 s before the deadline reaches
+    # the server after the last poll, so only the run leaving its pause can pick it up.
+    started = time.time()
+    run = BackgroundRun(COMPANIES, TEMPLATE, tmp_path, review_policy="ui", review_timeout=8,
+                        id_column="company_id", settings=ProcessSettings(provider="none"))
+    run.start()
+    run_id = asyncio.run(paused_review_run(started))
+
+    async def resume_just_before_the_deadline() -> None:
+        async with get_client() as client:
+            paused = (await client.read_flow_run(run_id)).state
+        deadline = paused.state_details.pause_timeout.timestamp() - SERVER_GRACE
+        await asyncio.sleep(deadline - 1 - time.time())
+        await resume(run_id, {"approve": True, "reject_ids": ["c002"], "reviewer": "Ada"})
+
+    asyncio.run(resume_just_before_the_deadline())
+    run.join(60)
+    ids = assert_every_record_once(tmp_path, run.state.result())
+    assert ids["rejected"] == ["c002"] and len(ids["exported"]) == 5
+    review_run = asyncio.run(last_review_run(started))
+    assert review_run.state.name != EXPIRED
+    assert set(pd.read_parquet(tmp_path / "exported.parquet")["reviewed_by"]) == {"Ada"}
