@@ -103,9 +103,8 @@ class ModelCaller:
         self.cache = cache
         self.stats = CallStats()
         self._slots = RankedSlots(policy.concurrency)
-        # Pace per second rather than per minute so the start of a run is not one big burst.
-        self._requests = AsyncLimiter(policy.rpm / 60, 1) if policy.rpm else None
-        self._tokens = AsyncLimiter(policy.tpm / 60, 1) if policy.tpm else None
+        self._requests = _paced(policy.rpm) if policy.rpm else None
+        self._tokens = _paced(policy.tpm) if policy.tpm else None
         self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
                                                 jitter=policy.backoff_initial)
 
@@ -129,7 +128,7 @@ class ModelCaller:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.retries += 1
                 reply = await self._send(request)
-        if self.cache is not None:
+        if self.cache is not None and reply.incomplete is None:  # a cut-off answer is asked again
             self.cache.put(key, request.provider, request.model, reply)
         return reply
 
@@ -160,6 +159,16 @@ class ModelCaller:
 
     async def close(self) -> None:
         await self.provider.close()
+
+
+def _paced(per_minute: float) -> AsyncLimiter:
+    """A limiter for a per-minute rate, paced per second so a run does not start with one burst.
+
+    Below 60 a minute a bucket of one second would hold less than one request; it then holds one.
+    """
+    if per_minute >= 60:
+        return AsyncLimiter(per_minute / 60, 1)
+    return AsyncLimiter(1, 60 / per_minute)
 
 
 def _estimate_tokens(request: ModelRequest) -> float:

@@ -41,7 +41,7 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
         system = f"{system}\n\n{instruction}" if system else instruction
     return ModelRequest(provider=template.provider, model=template.model, system=system,
                         messages=(("user", prompt),), schema=template.json_schema(),
-                        schema_name=template.text_field, temperature=template.temperature,
+                        schema_name=template.text_field[:64], temperature=template.temperature,
                         max_tokens=template.max_tokens)
 
 
@@ -100,7 +100,7 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
     except RenderError as exc:
         out[AI_STATUS], out[REASON] = "failed", str(exc)
         return
-    problem, asked = "", []
+    reason, asked = "", []
     for attempt in range(2):  # the answer, then one repair if it does not fit the schema
         try:
             reply = await caller.call(request)
@@ -109,16 +109,20 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
             return
         asked.append(request.key())
         _add_usage(out, reply.input_tokens, reply.output_tokens, reply.cached, template, prices)
+        out[RAW_ANSWER] = reply.text
+        if reply.incomplete:  # a repair would be cut off or refused the same way
+            reason = reply.incomplete
+            break
         try:
             out.update(template.parse_answer(reply.text))
         except ValueError as exc:
-            problem, out[RAW_ANSWER] = str(exc), reply.text
+            reason = f"{exc} (also after one repair attempt)"
             if attempt == 0:
-                request = request.repair(reply.text, problem)
+                request = request.repair(reply.text, str(exc))
             continue
         out[AI_STATUS], out[RAW_ANSWER] = "ok", None
         return
-    out[AI_STATUS], out[REASON] = "failed", f"{problem} (also after one repair attempt)"
+    out[AI_STATUS], out[REASON] = "failed", reason
     if caller.cache is not None:
         for key in asked:  # unusable answers: a rerun asks again instead of replaying them
             caller.cache.forget(key)

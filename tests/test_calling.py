@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 
@@ -172,3 +173,106 @@ def test_a_templates_rate_limits_apply_unless_the_options_override_them(llm) -> 
     assert (plan.caller.policy.rpm, plan.caller.policy.tpm) == (3000, 90000)
     plan = open_plan(template, ProcessSettings(call=CallPolicy(rpm=60)))
     assert (plan.caller.policy.rpm, plan.caller.policy.tpm) == (60, 90000)
+
+
+def test_a_rate_below_one_a_second_is_paced_not_refused() -> None:
+    provider = QueuedProvider("a", "b")
+    caller = ModelCaller(provider, CallPolicy(rpm=40))  # one request every 1.5 s
+
+    async def both() -> None:
+        await asyncio.gather(caller.call(request("1")), caller.call(request("2")))
+
+    asyncio.run(both())
+    assert provider.sent[1] - provider.sent[0] >= 1.4
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_answer_body_cut_short_is_retried_not_fatal(provider: str, llm) -> None:
+    llm.configure(p_cut_body=0.3, seed=5)
+
+    async def run() -> list[ModelReply]:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST.model_copy(update={"timeout": 5}))
+        try:
+            return await asyncio.gather(*(caller.call(ModelRequest(provider, "m", None, (("user", f"p{i}"),)))
+                                          for i in range(20)))
+        finally:
+            await caller.close()
+
+    replies = asyncio.run(run())
+    assert [r.text for r in replies] == [f"Answer to: p{i}" for i in range(20)]
+    assert llm.stats()["answered"] == 20 and llm.duplicates() == 0
+    assert llm.total_requests > 20  # some bodies were cut and asked again
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_answer_cut_off_at_max_tokens_says_so_and_is_not_cached(provider: str, llm, tmp_path) -> None:
+    async def run() -> ModelReply:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST, AnswerCache(tmp_path / "a.sqlite"))
+        try:
+            return await caller.call(ModelRequest(provider, "m", None, (("user", "tell me a long story"),),
+                                                  max_tokens=3))
+        finally:
+            await caller.close()
+
+    reply = asyncio.run(run())
+    assert reply.incomplete == "the answer was cut off at max_tokens (3); raise max_tokens in the template"
+    assert AnswerCache(tmp_path / "a.sqlite").get(
+        ModelRequest(provider, "m", None, (("user", "tell me a long story"),), max_tokens=3).key()) is None
+
+
+def test_an_exhausted_quota_is_not_retried(llm) -> None:
+    llm.configure(out_of_quota=True)
+
+    async def run() -> None:
+        caller = ModelCaller(make_provider("openai", timeout=5), FAST)
+        try:
+            await caller.call(request())
+        finally:
+            await caller.close()
+
+    with pytest.raises(ProviderError, match="HTTP 429: You exceeded your current quota"):
+        asyncio.run(run())
+    assert llm.total_requests == 1
+
+
+def test_a_429_without_retry_after_waits_for_the_exhausted_limits_reset() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from augment_it.providers.base import rate_limit_reset
+
+    openai_headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30.5s",
+                      "x-ratelimit-remaining-tokens": "9000", "x-ratelimit-reset-tokens": "6m0s"}
+    assert rate_limit_reset(openai_headers) == 90.5
+    assert rate_limit_reset({"x-ratelimit-reset-requests": "20ms"}) == 0.02
+    def later(seconds: int) -> str:
+        return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+    anthropic_headers = {"anthropic-ratelimit-tokens-remaining": "0",
+                         "anthropic-ratelimit-tokens-reset": later(8),
+                         "anthropic-ratelimit-requests-remaining": "40",
+                         "anthropic-ratelimit-requests-reset": later(50)}
+    assert 7 < rate_limit_reset(anthropic_headers) <= 8
+    assert rate_limit_reset({"content-type": "application/json"}) is None
+
+
+@pytest.mark.parametrize(("model", "formats"), [
+    ("openai/gpt-oss-20b", ["json_schema", "json_schema"]),  # documented for structured outputs
+    ("llama-3.1-8b-instant", ["json_schema", "json_object", "json_object"]),  # 400, then JSON mode
+])
+def test_groq_models_without_json_schema_take_json_mode(model: str, formats: list[str], llm) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+
+    async def run() -> list[ModelReply]:
+        caller = ModelCaller(make_provider("groq", timeout=5), FAST)
+        try:
+            return [await caller.call(ModelRequest("groq", model, "Be brief.", (("user", f"q{i}"),),
+                                                   schema=schema)) for i in range(2)]
+        finally:
+            await caller.close()
+
+    replies = asyncio.run(run())
+    assert [json.loads(r.text) for r in replies] == [{"city": "city of q0"}, {"city": "city of q1"}]
+    assert [r["body"]["response_format"]["type"] for r in llm.requests] == formats
+    if "json_object" in formats:
+        assert '"city"' in llm.requests[-1]["body"]["messages"][0]["content"]  # the schema, in the prompt

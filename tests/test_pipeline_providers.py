@@ -95,3 +95,13 @@ def test_other_formats_and_a_rerun_of_the_export_does_not_duplicate(fmt: str, tm
         summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id", fmt=fmt).result()
     ids = assert_every_record_once(tmp_path, summary, fmt)
     assert len(ids["exported"]) == 6
+
+
+def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
+    llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
+    state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")
+    ids = assert_every_record_once(tmp_path, state.result())
+    assert ids["failed"] == ["c002"] and len(ids["exported"]) == 5
+    failed = pd.read_parquet(tmp_path / "failed.parquet").iloc[0]
+    assert failed["_reason"].startswith("the answer was cut off at max_tokens (")
+    assert failed["_raw_answer"].startswith("word word") and failed["_calls"] == 1

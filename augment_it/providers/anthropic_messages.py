@@ -12,7 +12,15 @@ from typing import Any
 import anthropic
 import httpx2
 
-from augment_it.providers.base import ModelReply, ModelRequest, answer_object, provider_error
+from augment_it.providers.base import (
+    ModelReply,
+    ModelRequest,
+    answer_object,
+    incomplete_reason,
+    provider_error,
+)
+
+API_VERSION = "2023-06-01"  # the Messages API version whose request and answer shapes this code reads
 
 
 class AnthropicMessages:
@@ -32,9 +40,13 @@ class AnthropicMessages:
             # See openai_chat: the aiohttp transport, one kept-alive connection per slot.
             limits = httpx2.Limits(max_connections=self._connections,
                                    max_keepalive_connections=self._connections)
+            # The documented headers are x-api-key and anthropic-version; this SDK release sends
+            # the key as a Bearer token and a newer version date instead.
+            headers = {"X-Api-Key": self._api_key, "Authorization": anthropic.omit,
+                       "anthropic-version": API_VERSION}
             self._client = anthropic.AsyncAnthropic(
                 api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0,
-                http_client=anthropic.DefaultAioHttpClient(limits=limits))
+                default_headers=headers, http_client=anthropic.DefaultAioHttpClient(limits=limits))
         return self._client
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
@@ -55,12 +67,12 @@ class AnthropicMessages:
         return arguments
 
     async def send(self, request: ModelRequest) -> ModelReply:
+        body = self._arguments(request)
         try:
             # post() rather than messages.create(): see openai_chat for why.
-            data = await self.client.post("/v1/messages", body=self._arguments(request),
-                                          cast_to=object)
-        except anthropic.APIError as exc:
-            raise (provider_error(exc, anthropic, self.name) or exc) from exc
+            data = await self.client.post("/v1/messages", body=body, cast_to=object)
+        except (anthropic.APIError, ValueError) as exc:
+            raise provider_error(exc, anthropic, self.name) from exc
         message = answer_object(data, self.name)
         text = ""
         for block in message.get("content") or []:
@@ -71,7 +83,8 @@ class AnthropicMessages:
                 text += block.get("text") or ""
         usage = message.get("usage") or {}
         return ModelReply(text=text, input_tokens=usage.get("input_tokens") or 0,
-                          output_tokens=usage.get("output_tokens") or 0)
+                          output_tokens=usage.get("output_tokens") or 0,
+                          incomplete=incomplete_reason(message.get("stop_reason"), request))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -6,9 +6,12 @@ Providers only build and send one request; retries, pacing and caching wrap any 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from types import ModuleType
@@ -47,8 +50,9 @@ class ModelRequest:
         """The same request, asking once more after an answer that did not fit the schema."""
         fix = (f"Your answer could not be used: {problem}. Reply again with only a JSON object "
                "that matches the requested fields.")
+        # Anthropic refuses an empty assistant turn before the last message.
         return ModelRequest(self.provider, self.model, self.system,
-                            (*self.messages, ("assistant", answer), ("user", fix)),
+                            (*self.messages, ("assistant", answer or "(no answer)"), ("user", fix)),
                             self.schema, self.schema_name, self.temperature, self.max_tokens)
 
 
@@ -58,6 +62,25 @@ class ModelReply:
     input_tokens: int = 0
     output_tokens: int = 0
     cached: bool = field(default=False, compare=False)
+    incomplete: str | None = None  # why the answer is not whole (cut off, refused, filtered)
+
+
+# What the providers' stop reasons mean for a record; the others ("stop", "end_turn", "tool_use")
+# end a whole answer.
+_UNUSABLE_STOPS = {
+    "length": "the answer was cut off at max_tokens ({max_tokens}); raise max_tokens in the template",
+    "max_tokens": "the answer was cut off at max_tokens ({max_tokens}); raise max_tokens in the template",
+    "content_filter": "the provider's content filter withheld the answer",
+    "refusal": "the model refused to answer",
+}
+
+
+def incomplete_reason(stop: object, request: ModelRequest, refusal: object = None) -> str | None:
+    """Why an answer with this stop reason (or refusal text) cannot be used, or None."""
+    if refusal:
+        return f"the model refused to answer: {str(refusal)[:200]}"
+    template = _UNUSABLE_STOPS.get(stop) if isinstance(stop, str) else None
+    return template.format(max_tokens=request.max_tokens) if template else None
 
 
 class ProviderError(Exception):
@@ -76,6 +99,9 @@ def answer_object(data: object, provider: str) -> dict[str, Any]:
 
     Providers read the documented wire fields from it themselves: building the SDK's typed
     answer model costs about 0.7 ms of event-loop time per call, a third of the client's work."""
+    if isinstance(data, str):  # the SDKs leave a body without a JSON content type as text
+        with contextlib.suppress(ValueError):
+            data = json.loads(data)
     if not isinstance(data, dict):
         raise ProviderError(f"{provider}: the answer is not a JSON object: {str(data)[:200]!r}",
                             retryable=True)
@@ -94,7 +120,7 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
-def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderError | None:
+def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderError:
     """Map an official SDK's exception (openai, anthropic and groq share the same shapes)."""
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderError(f"{provider}: request timed out", retryable=True)
@@ -102,11 +128,22 @@ def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderEr
         return ProviderError(f"{provider}: connection failed: {exc}", retryable=True)
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
-        retryable = status in (408, 409, 425, 429) or status >= 500
-        detail = _error_message(exc)
-        return ProviderError(f"{provider}: HTTP {status}: {detail}", retryable=retryable,
-                             retry_after=retry_after(exc.response.headers), status=status)
-    return None
+        # An exhausted quota or billing limit also comes as 429, but waiting does not lift it.
+        retryable = (status in (408, 409, 425, 429) or status >= 500) and not _out_of_quota(exc)
+        wait = retry_after(exc.response.headers) if retryable else None
+        if wait is None and status == 429:
+            wait = rate_limit_reset(exc.response.headers)
+        return ProviderError(f"{provider}: HTTP {status}: {_error_message(exc)}", retryable=retryable,
+                             retry_after=wait, status=status)
+    if isinstance(exc, ValueError):  # a 200 whose JSON body is cut short or empty
+        return ProviderError(f"{provider}: the answer is not valid JSON: {exc}", retryable=True)
+    return ProviderError(f"{provider}: {exc}", retryable=True)  # e.g. an answer of unexpected shape
+
+
+def _out_of_quota(exc: Any) -> bool:
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type"))
 
 
 def _error_message(exc: Any) -> str:
@@ -133,8 +170,42 @@ def retry_after(headers: Any) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            from datetime import UTC, datetime
-
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_limit_reset(headers: Any) -> float | None:
+    """Seconds until an exhausted rate limit resets, when a 429 carries no retry-after.
+
+    OpenAI and Groq send durations (`x-ratelimit-reset-requests: 6m0s`, `20ms`), Anthropic
+    RFC 3339 times (`anthropic-ratelimit-tokens-reset`); limits with nothing remaining count first.
+    """
+    waits: dict[str, float] = {}
+    for name, value in headers.items():
+        name = name.lower()
+        if name.startswith("x-ratelimit-reset-"):
+            parts = _GO_DURATION.findall(value)
+            if parts:
+                waits[name.removeprefix("x-ratelimit-reset-")] = sum(
+                    float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        elif name.startswith("anthropic-ratelimit-") and name.endswith("-reset"):
+            try:
+                reset = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            kind = name.removeprefix("anthropic-ratelimit-").removesuffix("-reset")
+            waits[kind] = max(0.0, (reset - datetime.now(UTC)).total_seconds())
+    if not waits:
+        return None
+    exhausted = [wait for kind, wait in waits.items() if _remaining(headers, kind) == "0"]
+    return max(exhausted or waits.values())
+
+
+def _remaining(headers: Any, kind: str) -> str | None:
+    return (headers.get(f"x-ratelimit-remaining-{kind}")
+            or headers.get(f"anthropic-ratelimit-{kind}-remaining"))

@@ -8,7 +8,13 @@ from typing import Any
 import httpx2
 import openai
 
-from augment_it.providers.base import ModelReply, ModelRequest, answer_object, provider_error
+from augment_it.providers.base import (
+    ModelReply,
+    ModelRequest,
+    answer_object,
+    incomplete_reason,
+    provider_error,
+)
 
 
 class OpenAIChat:
@@ -57,19 +63,22 @@ class OpenAIChat:
         return arguments
 
     async def send(self, request: ModelRequest) -> ModelReply:
+        body = self._arguments(request)
         try:
             # The SDK's generic post() keeps its auth, error types and typed answer, but skips
             # create()'s per-call walk of the parameters against their TypedDicts, which cost
             # 40% of the client's CPU per request here (it re-walks the whole JSON schema).
-            data = await self.client.post(self.path, body=self._arguments(request), cast_to=object)
-        except self.sdk.APIError as exc:
-            raise (provider_error(exc, self.sdk, self.name) or exc) from exc
+            data = await self.client.post(self.path, body=body, cast_to=object)
+        except (self.sdk.APIError, ValueError) as exc:
+            raise provider_error(exc, self.sdk, self.name) from exc
         answer = answer_object(data, self.name)
-        choices = answer.get("choices") or [{}]
-        text = (choices[0].get("message") or {}).get("content") or ""
+        choice = (answer.get("choices") or [{}])[0] or {}
+        message = choice.get("message") or {}
         usage = answer.get("usage") or {}
-        return ModelReply(text=text, input_tokens=usage.get("prompt_tokens") or 0,
-                          output_tokens=usage.get("completion_tokens") or 0)
+        return ModelReply(text=message.get("content") or "", input_tokens=usage.get("prompt_tokens") or 0,
+                          output_tokens=usage.get("completion_tokens") or 0,
+                          incomplete=incomplete_reason(choice.get("finish_reason"), request,
+                                                       message.get("refusal")))
 
     async def close(self) -> None:
         if self._client is not None:

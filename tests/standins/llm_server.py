@@ -78,6 +78,11 @@ GROQ = "groq"
 ANTHROPIC = "anthropic"
 
 BAD_JSON_REPLY = "Sorry, I cannot do that."
+# Groq documents structured outputs (json_schema) for these models only; others take JSON mode.
+GROQ_JSON_SCHEMA_MODELS = frozenset({
+    "openai/gpt-oss-20b", "openai/gpt-oss-120b", "moonshotai/kimi-k2-instruct",
+    "moonshotai/kimi-k2-instruct-0905", "meta-llama/llama-4-maverick-17b-128e-instruct",
+    "meta-llama/llama-4-scout-17b-16e-instruct"})
 REQUESTS_KEPT = 10_000
 WINDOW_SECONDS = 60.0
 
@@ -93,6 +98,8 @@ class StandinConfig:
     p500: float = 0.0  # share answered 500 (server error)
     p_bad_json: float = 0.0  # share of structured requests answered with non-JSON text
     p_hang: float = 0.0  # share that sleep `hang_seconds` before answering
+    p_cut_body: float = 0.0  # share of 200 answers whose JSON body is cut short (a proxy dropped it)
+    out_of_quota: bool = False  # every request is answered 429 insufficient_quota (billing, not rate)
     hang_seconds: float = 30.0
     retry_after: float = 1.0  # seconds advertised by injected 429s (retry-after-ms exact)
     seed: int | None = 0  # seeds the fault generator; applied at start, reset() and configure()
@@ -101,6 +108,13 @@ class StandinConfig:
 def estimate_tokens(text: str) -> int:
     """A deterministic token estimate: four tokens for every three words, at least one."""
     return max(1, round(len(text.split()) * 4 / 3))
+
+
+def _cut_to(text: str, max_tokens: Any, cut: str, whole: str) -> tuple[str, str]:
+    """The text within `max_tokens` (by `estimate_tokens`), and the stop reason that says which."""
+    if not isinstance(max_tokens, int) or estimate_tokens(text) <= max_tokens:
+        return text, whole
+    return " ".join(text.split()[:max(1, max_tokens * 3 // 4)]), cut
 
 
 # --------------------------------------------------------------------------- message parsing
@@ -673,14 +687,12 @@ class StandinServer:
                           reject.status, all_headers)
 
     def _check_auth(self, kind: str, headers: dict[str, str]) -> None:
-        bearer = headers.get("authorization", "")
-        has_bearer = bearer[:7].lower() == "bearer " and bool(bearer[7:].strip())
         if kind == ANTHROPIC:
-            # The docs name x-api-key; anthropic SDK 2.x sends api_key as a Bearer token instead.
-            if not headers.get("x-api-key", "").strip() and not has_bearer:
+            if not headers.get("x-api-key", "").strip():
                 raise _Reject(401, "authentication_error", "x-api-key header is required")
             return
-        if not has_bearer:
+        bearer = headers.get("authorization", "")
+        if bearer[:7].lower() != "bearer " or not bearer[7:].strip():
             raise _Reject(401, "invalid_request_error",
                           "You didn't provide an API key. You need to provide your API key in an "
                           "Authorization header using Bearer auth (i.e. Authorization: Bearer "
@@ -740,6 +752,11 @@ class StandinServer:
                     raise _Reject(400, bad, "Missing required parameter: "
                                             "'response_format.json_schema.name'",
                                   param="response_format.json_schema.name")
+                if kind == GROQ and body["model"] not in GROQ_JSON_SCHEMA_MODELS:
+                    raise _Reject(400, bad, "This model does not support response format "
+                                            "`json_schema`. See supported models at "
+                                            "https://console.groq.com/docs/structured-outputs"
+                                            "#supported-models")
 
     def _rate_check(self, config: StandinConfig) -> float | None:
         """Seconds until the rpm window has room, or None when this request is admitted."""
@@ -797,7 +814,15 @@ class StandinServer:
         with self._lock:
             rng = self._rng
             fault, hang, bad_json, jitter = rng.random(), rng.random(), rng.random(), rng.random()
+            cut_body = rng.random() < config.p_cut_body
 
+        if config.out_of_quota:  # OpenAI's documented answer when billing, not pacing, stops calls
+            if kind == ANTHROPIC:
+                raise _Reject(400, "invalid_request_error", "Your credit balance is too low to "
+                                                            "access the Anthropic API.")
+            raise _Reject(429, "insufficient_quota", "You exceeded your current quota, please check "
+                                                     "your plan and billing details.",
+                          code="insufficient_quota")
         wait = self._rate_check(config)
         if wait is not None:
             return self._rate_limited(kind, wait, number, f"limit {config.rpm} per min")
@@ -839,6 +864,10 @@ class StandinServer:
             # The client died while we "thought" (kill -9 mid-run): nobody receives this answer,
             # so it is no successful call (499 is nginx's "client closed request").
             return Response(status_code=499)
+        if cut_body:  # no successful call either: the client cannot read the answer
+            whole = _dumps(payload)
+            return Response(whole[:len(whole) // 2], status_code=200, headers=limits,
+                            media_type="application/json")
         with self._lock:
             # The whole conversation is the request: a repair turn differs from the first ask.
             self._calls[(kind, _all_text(body))] += 1
@@ -874,6 +903,8 @@ class StandinServer:
             content = json.dumps(schema_value(schema, "answer", prompt), ensure_ascii=False)
         else:
             content = f"Answer to: {prompt[:80]}"
+        content, finish_reason = _cut_to(content, body.get("max_completion_tokens")
+                                         or body.get("max_tokens"), "length", "stop")
         prompt_tokens = estimate_tokens(_all_text(body))
         completion_tokens = estimate_tokens(content)
         result: dict[str, Any] = {
@@ -883,7 +914,7 @@ class StandinServer:
             "model": body["model"],
             "choices": [{"index": 0,
                          "message": {"role": "assistant", "content": content, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
+                         "logprobs": None, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "system_fingerprint": "fp_standin",
@@ -920,6 +951,13 @@ class StandinServer:
         else:
             output_text = f"Answer to: {prompt[:80]}"
             content = [{"type": "text", "text": output_text}]
+        if estimate_tokens(output_text) > body["max_tokens"]:
+            stop_reason = "max_tokens"
+            if content[0]["type"] == "tool_use":  # the tool's input was not finished
+                content[0]["input"] = {}
+            else:
+                output_text, _ = _cut_to(output_text, body["max_tokens"], "", "")
+                content = [{"type": "text", "text": output_text}]
         return {
             "id": f"msg_standin{number:013d}",
             "type": "message",
@@ -950,6 +988,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p500", type=float, default=0.0)
     parser.add_argument("--p-bad-json", dest="p_bad_json", type=float, default=0.0)
     parser.add_argument("--p-hang", dest="p_hang", type=float, default=0.0)
+    parser.add_argument("--p-cut-body", dest="p_cut_body", type=float, default=0.0)
+    parser.add_argument("--out-of-quota", dest="out_of_quota", action="store_true")
     parser.add_argument("--hang-seconds", dest="hang_seconds", type=float, default=30.0)
     parser.add_argument("--retry-after", dest="retry_after", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
