@@ -34,7 +34,9 @@ class ProviderCredentials(Block, ABC):
 
     api_key: SecretStr = Field(description="The provider's API key.")
     base_url: str | None = Field(
-        default=None, description="Optional: an OpenAI-compatible server or a proxy, e.g. http://host:8000/v1",
+        default=None,
+        description="Optional: a proxy or compatible server, as the SDK's *_BASE_URL variable takes it "
+                    "(OpenAI: with /v1, e.g. http://host:8000/v1; Anthropic and Groq: the host alone)",
     )
 
 
