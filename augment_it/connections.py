@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -21,7 +21,8 @@ from pydantic import BaseModel, ValidationError
 from augment_it.errors import UserInputError
 
 # The store's own key for a record (Airtable record id, NocoDB primary key, Databricks key column):
-# sources set it so a sink can write onto the same record, whatever `_id` validation assigns.
+# sources set it so a sink can write onto the same record, whatever `_id` validation assigns. It is
+# a key only in the table it was read from: sinks take it through `store_key_for`.
 STORE_KEY = "_store_key"
 
 
@@ -133,6 +134,32 @@ def pacer_for(scope: str, per_second: float) -> Pacer:
         if pacer is None or abs(pacer.interval - (1.0 / per_second if per_second > 0 else 0.0)) > 1e-9:
             pacer = _pacers[scope] = Pacer(per_second)
         return pacer
+
+
+def read_from(record: Mapping[str, Any], location: str) -> bool:
+    """Whether the record was read from `location`, the part of its SOURCE before `#KEY`.
+
+    Sources name a record `SCHEME:TABLE#KEY` (e.g. `nocodb:m1a2b3#5`, `airtable:appX/Companies#recY`);
+    a sink passes its own `SCHEME:TABLE` spelled the same way.
+    """
+    from augment_it.sources import SOURCE
+
+    source = record.get(SOURCE)
+    return isinstance(source, str) and source.startswith(f"{location}#")
+
+
+def store_key_for(record: Mapping[str, Any], location: str) -> Any:
+    """The record's STORE_KEY if it was read from `location`, else None.
+
+    A key read from another store or table names an unrelated row here (NocoDB and Databricks keys
+    are per table), so a sink writes such a record as a new one instead of onto that row.
+    """
+    from augment_it.records import is_missing
+
+    key = record.get(STORE_KEY)
+    if is_missing(key) or not read_from(record, location):
+        return None
+    return key
 
 
 def plain(value: Any) -> Any:

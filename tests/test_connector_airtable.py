@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from augment_it.connections import STORE_KEY
+from augment_it.connections import STORE_KEY, StoreURI
 from augment_it.errors import UserInputError
 from augment_it.sinks import open_sink
+from augment_it.sinks.airtable import AirtableSink
 from augment_it.sources import open_source
+from augment_it.sources.airtable import AirtableSettings, AirtableSource, AirtableTarget
 from tests.standins.airtable import AirtableStandin
 
 TOKEN = "patStandin.0123456789abcdef"
@@ -76,9 +78,68 @@ def test_one_bad_value_fails_only_its_record(airtable: AirtableStandin) -> None:
     counts = open_sink("airtable://appBase/Companies", ["score"]).write(records)
     assert (counts["updated"], counts["failed"]) == (4, 1)
     assert "INVALID_VALUE_FOR_COLUMN" in counts["errors"][0]
-    unknown = open_sink("airtable://appBase/Companies", ["nope"]).write(records.assign(nope="x"))
-    assert (unknown["updated"], unknown["failed"]) == (0, 5)
-    assert 'UNKNOWN_FIELD_NAME: Unknown field name: "nope"' in unknown["errors"][0]
+
+
+def test_an_unknown_field_stops_the_write_without_trying_each_record(airtable: AirtableStandin) -> None:
+    airtable.add_table("appBase", "Companies", FIELDS, companies(5))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    before = len(airtable.log)
+    with pytest.raises(UserInputError, match=r'airtable:appBase/Companies: .*422 UNKNOWN_FIELD_NAME: '
+                                              r'Unknown field name: "nope"'):
+        open_sink("airtable://appBase/Companies", ["nope"]).write(records.assign(nope="x"))
+    assert len(airtable.log) == before + 1, "one refused request, not one more per record"
+
+
+def test_records_without_a_key_value_are_counted_once(airtable: AirtableStandin) -> None:
+    airtable.add_table("appBase", "Companies", FIELDS, companies(1))
+    rows = pd.DataFrame({"name": ["Company 0", "Company 5", None], "summary": ["a", "b", "c"]})
+    airtable.fail_next(422, {"type": "INVALID_VALUE_FOR_COLUMN", "message": "refused"})
+    counts = open_sink("airtable://appBase/Companies?key=name", ["summary"]).write(rows)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (1, 1, 1)
+    assert sum("no value in key field 'name'" in e for e in counts["errors"]) == 1
+    # A refusal that is not split: the keyless record is still counted once, apart from the batch.
+    airtable.fail_next(422, {"type": "INVALID_VALUE_FOR_COLUMN", "message": "refused"}, times=3)
+    counts = open_sink("airtable://appBase/Companies?key=name", ["summary"]).write(rows)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (0, 0, 3)
+    upserts = [e for e in airtable.log if e["method"] == "PATCH"]
+    assert [e["records"] for e in upserts[-3:]] == [2, 1, 1], "the keyless record is never sent"
+
+
+def test_a_create_that_times_out_is_not_sent_again(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS)
+    settings = AirtableSettings(api_key=TOKEN, endpoint_url=airtable.url, timeout_seconds=0.5)
+    target = AirtableTarget("appBase", "Companies", settings, StoreURI.parse("airtable://appBase/Companies"))
+    airtable.delay_next(1.5, "POST")
+    counts = AirtableSink(target, ["name"], None).write(pd.DataFrame({"name": ["A", "B", "C"]}))
+    assert (counts["created"], counts["failed"]) == (0, 3)
+    assert "may have been applied" in counts["errors"][0]
+    assert [e["method"] for e in airtable.log] == ["POST"], "a POST is never repeated after it was sent"
+    assert sorted(r["fields"]["name"] for r in table.records.values()) == ["A", "B", "C"]
+    airtable.delay_next(1.5, "GET")  # a read that timed out is safe to repeat
+    assert len(AirtableSource(target).read().records) == 3
+    assert [e["method"] for e in airtable.log[1:]] == ["GET", "GET"]
+
+
+def test_records_from_another_table_or_base_are_created_not_written_onto_their_ids(
+        airtable: AirtableStandin) -> None:
+    source = airtable.add_table("appBase", "Companies", FIELDS, companies(3))
+    archive = airtable.add_table("appBase", "Archive", FIELDS)
+    elsewhere = airtable.add_table("appOther", "Companies", FIELDS)
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    records["summary"] = "copied"
+    for uri, table in (("airtable://appBase/Archive", archive), ("airtable://appOther/Companies", elsewhere)):
+        counts = open_sink(uri, ["name", "summary"]).write(records)
+        assert (counts["created"], counts["updated"], counts["failed"]) == (3, 0, 0)
+        assert not set(table.records) & set(source.records), "new records, not the source's ids"
+        assert sorted(r["fields"]["name"] for r in table.records.values()) == sorted(records["name"])
+    assert all("summary" not in r["fields"] for r in source.records.values()), "the source is untouched"
+    again = records.assign(summary="again")
+    upserted = open_sink("airtable://appBase/Archive?key=name", ["summary"]).write(again)
+    assert (upserted["updated"], upserted["created"]) == (3, 0)
+    # The same table, read through its name and written through its id: updated in place.
+    same = open_sink(f"airtable://appBase/{source.id}", ["summary"]).write(records)
+    assert (same["updated"], same["created"]) == (3, 0)
+    assert {r["fields"]["summary"] for r in source.records.values()} == {"copied"}
 
 
 def test_upsert_on_a_key_field_when_records_have_no_airtable_id(airtable: AirtableStandin) -> None:

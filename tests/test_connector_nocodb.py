@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
-from augment_it.connections import STORE_KEY
+from augment_it.connections import STORE_KEY, StoreURI
 from augment_it.errors import UserInputError
 from augment_it.sinks import open_sink
+from augment_it.sinks.nocodb import NocoDBSink
 from augment_it.sources import open_source
+from augment_it.sources.nocodb import NocoDBSettings, NocoDBTarget
 from tests.standins.nocodb import NocoDBStandin
 
 TOKEN = "nc-token-0123456789abcdef"
@@ -62,6 +65,88 @@ def test_a_bad_value_fails_only_its_row(nocodb: NocoDBStandin) -> None:
     assert (counts["updated"], counts["failed"]) == (3, 1)
     assert "ERR_INVALID_VALUE_FOR_FIELD" in counts["errors"][0] or "Invalid value" in counts["errors"][0]
     assert [row["score"] for row in table.rows.values()] == [1, 2, None, 4]
+
+
+def sink(server: NocoDBStandin, table_id: str, fields: list[str], **settings: float) -> NocoDBSink:
+    """A sink with settings the environment does not carry (timeout, retries, batch size)."""
+    values = NocoDBSettings(url=server.url, api_token=TOKEN, **settings)
+    return NocoDBSink(NocoDBTarget(None, table_id, values, StoreURI.parse(f"nocodb://{table_id}")), fields)
+
+
+def test_fields_the_table_has_no_column_for_are_refused_before_writing(nocodb: NocoDBStandin) -> None:
+    table = nocodb.add_table("pBase", "Companies", {**COLUMNS, "total": "Formula"}, companies(3))
+    # NocoDB itself drops an unknown key and answers 200: nothing would tell the run it was lost.
+    answer = httpx.post(f"{nocodb.url}/api/v2/tables/{table.id}/records", headers={"xc-token": TOKEN},
+                        json=[{"name": "X", "nope": 1}])
+    assert answer.status_code == 200 and "nope" not in table.rows[answer.json()[0]["Id"]]
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+    writes = len([e for e in nocodb.log if e["method"] in ("POST", "PATCH")])
+    refused = r"nocodb:m\w+: the table has no writable column\(s\) nope, total"
+    with pytest.raises(UserInputError, match=refused):
+        open_sink(f"nocodb://{table.id}", ["summary", "nope", "total"]).write(records.assign(nope=1, total=2))
+    assert len([e for e in nocodb.log if e["method"] in ("POST", "PATCH")]) == writes, "nothing was written"
+    # Columns may also be named by their database name, as NocoDB maps them.
+    counts = open_sink(f"nocodb://{table.id}", ["quality_score"]).write(records.assign(quality_score=5))
+    assert counts["updated"] == 4 and {row["quality_score"] for row in table.rows.values()} == {5}
+
+
+def test_without_access_to_the_table_meta_the_write_warns_and_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with NocoDBStandin(token=TOKEN, meta_forbidden=True) as server:
+        monkeypatch.setenv("NOCODB_API_TOKEN", TOKEN)
+        monkeypatch.setenv("NOCODB_URL", server.url)
+        table = server.add_table("pBase", "Companies", COLUMNS, companies(2))
+        records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+        with pytest.warns(UserWarning, match=r"the table's columns could not be read"):
+            counts = open_sink(f"nocodb://{table.id}", ["summary"]).write(records.assign(summary="s"))
+        assert counts["updated"] == 2 and {row["summary"] for row in table.rows.values()} == {"s"}
+
+
+def test_an_insert_is_split_only_when_refused_as_a_whole(nocodb: NocoDBStandin) -> None:
+    table = nocodb.add_table("pBase", "Companies", COLUMNS)
+    rows = pd.DataFrame({"name": ["a", "b", "c", "d"], "score": pd.Series([1, "two", 3, 4], dtype=object)})
+    counts = open_sink(f"nocodb://{table.id}", ["name", "score"]).write(rows)
+    assert (counts["created"], counts["failed"]) == (3, 1), "422: nothing was inserted, so rows go one by one"
+    assert sorted(row["name"] for row in table.rows.values()) == ["a", "c", "d"]
+    posts = len([e for e in nocodb.log if e["method"] == "POST"])
+    nocodb.fail_next(500, {"error": "ERR_DATABASE_OP_FAILED", "message": "There was an error"}, method="POST")
+    counts = open_sink(f"nocodb://{table.id}", ["name"]).write(rows[["name"]])
+    assert (counts["created"], counts["failed"]) == (0, 4) and "ERR_DATABASE_OP_FAILED" in counts["errors"][0]
+    nocodb.fail_next(429, {"msg": "Too many requests"}, {"Retry-After": "0"}, times=2, method="POST")
+    counts = sink(nocodb, table.id, ["name"], max_retries=1).write(rows[["name"]])
+    assert (counts["created"], counts["failed"]) == (0, 4) and "429" in counts["errors"][0]
+    assert len([e for e in nocodb.log if e["method"] == "POST"]) == posts + 3, "never re-sent row by row"
+    nocodb.fail_next(201, [{"Id": 90}, {"Id": 91}, {"Id": 92}, {"Id": 93}], method="POST")  # 2xx: success
+    assert open_sink(f"nocodb://{table.id}", ["name"]).write(rows[["name"]])["created"] == 4
+
+
+def test_a_batch_without_an_answer_is_counted_failed_and_the_write_goes_on(nocodb: NocoDBStandin) -> None:
+    table = nocodb.add_table("pBase", "Companies", COLUMNS)
+    nocodb.delay_next(1.5, "POST")  # the server inserts the rows but the answer comes too late
+    rows = pd.DataFrame({"name": ["a", "b", "c", "d", "e"]})
+    counts = sink(nocodb, table.id, ["name"], timeout_seconds=0.5, batch_size=2).write(rows)
+    assert (counts["created"], counts["failed"]) == (3, 2)
+    assert "cannot reach NocoDB" in counts["errors"][0] and "may have been created" in counts["errors"][0]
+    posts = [e["rows"] for e in nocodb.log if e["method"] == "POST"]
+    assert posts == [2, 2, 1], "the POST that timed out is not sent again"
+    assert sorted(row["name"] for row in table.rows.values()) == ["a", "b", "c", "d", "e"]
+
+
+def test_rows_read_from_another_table_are_created_not_written_onto_its_keys(nocodb: NocoDBStandin) -> None:
+    source = nocodb.add_table("pBase", "Companies", COLUMNS, companies(3))
+    other = nocodb.add_table("pBase", "Archive", COLUMNS, [{"name": f"Kept {i}"} for i in range(3)])
+    records = pd.DataFrame(open_source("nocodb://pBase/Companies").read().records)
+    records["summary"] = "copied"
+    counts = open_sink(f"nocodb://{other.id}", ["name", "summary"]).write(records)
+    assert (counts["created"], counts["updated"], counts["failed"]) == (3, 0, 0)
+    assert [(row["Id"], row["name"], row["summary"]) for row in other.rows.values()] == [
+        (1, "Kept 0", None), (2, "Kept 1", None), (3, "Kept 2", None),
+        (4, "Company 0", "copied"), (5, "Company 1", "copied"), (6, "Company 2", "copied")]
+    assert {row["summary"] for row in source.rows.values()} == {None}, "the source is untouched"
+    # The same table, read through base and title and written through its id: updated in place.
+    same = open_sink(f"nocodb://{source.id}", ["summary"]).write(records)
+    assert (same["updated"], same["created"]) == (3, 0)
+    assert {row["summary"] for row in source.rows.values()} == {"copied"}
 
 
 def test_errors_name_the_problem_and_never_the_token(nocodb: NocoDBStandin,

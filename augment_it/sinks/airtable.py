@@ -1,24 +1,28 @@
 """Airtable sink: write augmented fields back onto the records they came from.
 
-URI: `airtable://BASE_ID/TABLE?fields=a,b&key=FIELD&block=NAME`. Records that carry an Airtable
-record id (STORE_KEY, set by the Airtable source) are updated by that id; others are upserted on
-`key` (Airtable's performUpsert) or created when no key is given. Requests carry at most 10
-records (Airtable answers 422 to more) and `typecast`, so select options and numbers written as
-text are converted by Airtable instead of refused.
+URI: `airtable://BASE_ID/TABLE?fields=a,b&key=FIELD&block=NAME`. Records read from this same table
+carry their Airtable record id (STORE_KEY, set by the Airtable source) and are updated by it; others
+(including records read from another table or base) are upserted on `key` (Airtable's
+performUpsert) or created when no key is given. Requests carry at most 10 records (Airtable
+answers 422 to more) and `typecast`, so select options and numbers written as text are converted
+by Airtable instead of refused. A refused value fails its record only; an unknown field or a
+table the token cannot write stops the write with one error.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from augment_it.connections import STORE_KEY, plain
+from augment_it.connections import STORE_KEY, plain, read_from
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
+from augment_it.sources import SOURCE
 from augment_it.sources.airtable import AirtableTarget, describe_http_error
 
 if TYPE_CHECKING:
@@ -26,6 +30,25 @@ if TYPE_CHECKING:
 
 RECORDS_PER_REQUEST = 10
 FATAL_STATUSES = {401, 403, 404}  # wrong token, no access, no such base/table: nothing will succeed
+# Errors about the table or a field rather than one record's value: every record would fail the same
+# way, so the write stops instead of retrying each record on its own (10 requests per batch).
+FATAL_ERROR_TYPES = {"UNKNOWN_FIELD_NAME", "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", "INVALID_PERMISSIONS",
+                     "NOT_FOUND", "AUTHENTICATION_REQUIRED"}
+TABLE_ID = re.compile(r"tbl[A-Za-z0-9]{14}")
+
+
+def error_type(exc: Exception) -> str | None:
+    """Airtable's `error.type` (`{"error": {"type": ..., "message": ...}}`, or `{"error": "NOT_FOUND"}`)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict):
+        error = error.get("type")
+    return error if isinstance(error, str) else None
 
 
 @dataclass
@@ -40,21 +63,42 @@ class AirtableSink:
         if records.empty:
             return counts.as_dict()
         table = self.target.table_client()
-        by_id, by_key = [], []
+        by_id, by_key, keyless = [], [], 0
         for row in records.to_dict(orient="records"):
             values = {f: plain(row[f]) for f in fields}
-            record_id = row.get(STORE_KEY)
-            if isinstance(record_id, str) and record_id:
+            record_id = self._record_id(row)
+            if record_id:
                 by_id.append({"id": record_id, "fields": values})
+            elif self.key and is_missing(row.get(self.key)):
+                keyless += 1  # counted once here, never sent: an upsert needs the key value
             else:
                 if self.key:
                     values[self.key] = plain(row.get(self.key))
                 by_key.append({"fields": values})
+        if keyless:
+            counts.fail(keyless, f"{keyless} record(s) have no value in key field {self.key!r}")
         for start in range(0, len(by_id), RECORDS_PER_REQUEST):
             self._send(table, by_id[start:start + RECORDS_PER_REQUEST], counts)
         for start in range(0, len(by_key), RECORDS_PER_REQUEST):
             self._send(table, by_key[start:start + RECORDS_PER_REQUEST], counts)
         return counts.as_dict()
+
+    def _record_id(self, row: dict[str, Any]) -> str | None:
+        """The Airtable record id to update, only for a record read from this base and table."""
+        record_id = row.get(STORE_KEY)
+        if not isinstance(record_id, str) or not record_id:
+            return None
+        if read_from(row, self.target.name):
+            return record_id
+        # Read through the table's name and written through its id (or the reverse): the same
+        # table, maybe. Record ids are unique across Airtable, so if it is another table of this
+        # base Airtable refuses the id as not in the table: no unrelated record is written.
+        source = row.get(SOURCE)
+        if not isinstance(source, str) or not source.startswith("airtable:"):
+            return None
+        base, _, table = source.rpartition("#")[0].removeprefix("airtable:").partition("/")
+        one_is_an_id = bool(TABLE_ID.fullmatch(table)) != bool(TABLE_ID.fullmatch(self.target.table))
+        return record_id if base == self.target.base and one_is_an_id else None
 
     def _send(self, table: Table, batch: list[dict[str, Any]], counts: SinkCounts,
               split: bool = True) -> None:
@@ -65,8 +109,10 @@ class AirtableSink:
         except requests.RequestException as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             reason = describe_http_error(exc)
-            if status in FATAL_STATUSES:
-                raise UserInputError(f"airtable:{counts.target}: cannot write: {reason}") from None
+            if status in FATAL_STATUSES or error_type(exc) in FATAL_ERROR_TYPES:
+                written = counts.updated + counts.created
+                after = f" (after {written} record(s) were written)" if written else ""
+                raise UserInputError(f"airtable:{counts.target}: cannot write: {reason}{after}") from None
             if status == 422 and split and len(batch) > 1:
                 # One bad value refuses the whole request: send the records one by one so only
                 # the bad record is counted as failed.
@@ -80,14 +126,9 @@ class AirtableSink:
         if all("id" in r for r in batch):
             counts.updated += len(table.batch_update(batch, typecast=True))
         elif self.key:
-            missing = [r for r in batch if is_missing(r["fields"].get(self.key))]
-            if missing:
-                counts.fail(len(missing), f"{len(missing)} record(s) have no value in key field {self.key!r}")
-                batch = [r for r in batch if r not in missing]
-            if batch:
-                result = table.batch_upsert(batch, key_fields=[self.key], typecast=True)
-                counts.updated += len(result["updatedRecords"])
-                counts.created += len(result["createdRecords"])
+            result = table.batch_upsert(batch, key_fields=[self.key], typecast=True)
+            counts.updated += len(result["updatedRecords"])
+            counts.created += len(result["createdRecords"])
         else:
             counts.created += len(table.batch_create([r["fields"] for r in batch], typecast=True))
 

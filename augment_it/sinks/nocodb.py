@@ -1,26 +1,34 @@
 """NocoDB sink: write augmented fields back onto the rows they came from (v2 bulk PATCH).
 
 URI: `nocodb://TABLE_ID` or `nocodb://BASE_ID/TABLE`, with `?fields=a,b`, `key=Id` and `block=NAME`.
-Rows with a primary key (STORE_KEY from the NocoDB source, or the `key` column) are updated with
-`PATCH /api/v2/tables/{tableId}/records`; rows without one are created with `POST`. A batch the
-server refuses is retried row by row so only the bad rows count as failed.
+Rows read from this same table (STORE_KEY from the NocoDB source), or carrying the `key` column,
+are updated with `PATCH /api/v2/tables/{tableId}/records`; other rows are created with `POST`.
+NocoDB drops fields that are not columns of the table and still answers 200, so the fields are
+checked against the table's columns first (when the token may read them).
+
+A batch refused as a whole is retried row by row so only the bad rows count as failed: an update
+(PATCH) on any refusal, an insert (POST) only on a validation refusal (400/422), since NocoDB
+validates every row and inserts the batch in one transaction, so none of it was written. A
+batch that gets no answer is counted as failed, not sent again: the rows may have been written.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from augment_it.connections import STORE_KEY, plain
+from augment_it.connections import STORE_KEY, plain, store_key_for
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
-from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, error_text
+from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
 
 FATAL_STATUSES = {401, 403}
+REJECTED_WHOLE = {400, 422}  # validation: NocoDB refused the request before writing any of it
 
 
 def _key_value(value: Any) -> Any:
@@ -44,20 +52,20 @@ class NocoDBSink:
         if records.empty:
             return counts.as_dict()
         key = self.target.key
-        updates, creates = [], []
-        for row in records.to_dict(orient="records"):
-            values = {f: plain(row[f]) for f in fields if f != key}
-            pk = row.get(STORE_KEY)
-            if is_missing(pk):
-                pk = row.get(key)
-            if is_missing(pk):
-                creates.append(values)
-            else:
-                updates.append({key: _key_value(pk), **values})
         client = NocoDBClient(self.target.settings)
         try:
             table_id = client.table_id(self.target.base, self.target.table)
             self._check_table(client, table_id)
+            updates, creates = [], []
+            for row in records.to_dict(orient="records"):
+                values = {f: plain(row[f]) for f in fields if f != key}
+                pk = self._primary_key(row, table_id)
+                if pk is None:
+                    creates.append(values)
+                else:
+                    updates.append({key: pk, **values})
+            sent = [f for f in fields if f != key] + ([key] if updates else [])
+            self._check_columns(client, table_id, sent)
             size = self.target.settings.batch_size
             for start in range(0, len(updates), size):
                 self._send(client, table_id, "PATCH", updates[start:start + size], counts)
@@ -67,29 +75,69 @@ class NocoDBSink:
             client.close()
         return counts.as_dict()
 
+    def _primary_key(self, row: dict[str, Any], table_id: str) -> Any:
+        """The row to update in this table, or None to create one."""
+        own = store_key_for(row, location(table_id))
+        if own is not None:
+            return _key_value(own)
+        pk = row.get(self.target.key)
+        if is_missing(pk):
+            return None
+        foreign = row.get(STORE_KEY)
+        # A record read from another table carries that table's key in the key column too (the
+        # source copies the whole row): written here it would overwrite an unrelated row.
+        if not is_missing(foreign) and _key_value(foreign) == _key_value(pk):
+            return None
+        return _key_value(pk)
+
     def _check_table(self, client: NocoDBClient, table_id: str) -> None:
         """One read first: a wrong token or table fails the write as a whole, not row by row."""
         response = client.request("GET", f"/api/v2/tables/{table_id}/records", params={"limit": 1})
         if response.status_code != 200:
             raise UserInputError(f"nocodb:{table_id}: cannot write: {error_text(response)}")
 
+    def _check_columns(self, client: NocoDBClient, table_id: str, fields: list[str]) -> None:
+        """Refuse fields the table has no column for: NocoDB would drop them and answer 200."""
+        known = client.writable_columns(table_id)
+        if known is None:
+            warnings.warn(f"nocodb:{self.target.table}: the table's columns could not be read "
+                          f"(GET /api/v2/meta/tables/{table_id}), so fields that are not columns cannot "
+                          f"be caught: NocoDB leaves such fields out without an error", stacklevel=3)
+            return
+        missing = [f for f in fields if f not in known]
+        if missing:
+            raise UserInputError(f"nocodb:{self.target.table}: the table has no writable column(s) "
+                                 f"{', '.join(missing)} (NocoDB would drop them without an error); "
+                                 f"add the columns or choose other fields with ?fields=")
+
     def _send(self, client: NocoDBClient, table_id: str, method: str, batch: list[dict[str, Any]],
               counts: SinkCounts, split: bool = True) -> None:
-        response = client.request(method, f"/api/v2/tables/{table_id}/records", json=batch)
-        if response.status_code == 200:
+        try:
+            response = client.request(method, f"/api/v2/tables/{table_id}/records", json=batch)
+        except NocoDBUnreachable as exc:
+            maybe = " (the rows may have been created: not sent again)" if method == "POST" else ""
+            counts.fail(len(batch), f"{self._which(batch)}: {exc}{maybe}")
+            return
+        if response.is_success:
             if method == "PATCH":
                 counts.updated += len(batch)
             else:
                 counts.created += len(batch)
             return
-        if response.status_code in FATAL_STATUSES:
+        status = response.status_code
+        if status in FATAL_STATUSES:
             raise UserInputError(f"nocodb:{table_id}: cannot write: {error_text(response)}")
-        if split and len(batch) > 1 and response.status_code < 500:
+        # An update can be sent again safely; an insert only when it was refused before writing.
+        splittable = status in REJECTED_WHOLE if method == "POST" else 400 <= status < 500 and status != 429
+        if split and len(batch) > 1 and splittable:
             for row in batch:
                 self._send(client, table_id, method, [row], counts, split=False)
             return
-        which = ", ".join(str(r.get(self.target.key, "new row")) for r in batch)
-        counts.fail(len(batch), f"{which}: {error_text(response)}")
+        counts.fail(len(batch), f"{self._which(batch)}: {error_text(response)}")
+
+    def _which(self, batch: list[dict[str, Any]]) -> str:
+        keys = [str(r[self.target.key]) for r in batch if self.target.key in r]
+        return ", ".join(keys) if keys else f"{len(batch)} new row(s)"
 
 
 def open_nocodb_sink(uri: str, default_fields: Sequence[str]) -> NocoDBSink:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 DEFAULT_ENDPOINT = "https://api.airtable.com"
 RETRYABLE_ANY_METHOD = frozenset({429})  # Airtable did not apply a rate-limited request
 RETRYABLE_IDEMPOTENT = frozenset({500, 502, 503, 504})  # may have been applied: retry GET/PATCH only
+# Methods whose repeat changes nothing more: a create (POST) that timed out may have been applied,
+# and sending it again would create the records twice. PATCH updates by id or upserts on a key.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PATCH", "PUT", "DELETE"})
 
 
 class AirtableSettings(ConnectionSettings):
@@ -39,14 +42,23 @@ class AirtableSettings(ConnectionSettings):
 
 
 class _AirtableRetry(Retry):
-    """429 is retried for every method; server errors only for methods that are safe to repeat."""
+    """429 is retried for every method (as pyairtable does); server errors and read errors (a
+    timeout or a dropped connection after the request was sent) only for methods safe to repeat."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if self.total is not None and self.total < 1:  # type: ignore[operator]
             return False
         if status_code in RETRYABLE_ANY_METHOD:
             return True
-        return status_code in RETRYABLE_IDEMPOTENT and method.upper() in {"GET", "PATCH", "PUT"}
+        return status_code in RETRYABLE_IDEMPOTENT and method.upper() in IDEMPOTENT_METHODS
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any,
+                  **kwargs: Any) -> Retry:
+        # pyairtable reads through POST .../listRecords when the query is too long for a URL:
+        # a read, so safe to repeat, unlike the POST that creates records.
+        if method == "POST" and url and url.split("?", 1)[0].endswith("/listRecords"):
+            method = "GET"
+        return super().increment(method, url, *args, **kwargs)
 
 
 def airtable_table(settings: AirtableSettings, base: str, table: str) -> Table:
@@ -55,7 +67,7 @@ def airtable_table(settings: AirtableSettings, base: str, table: str) -> Table:
     from pyairtable import Api
 
     retry = _AirtableRetry(total=settings.max_retries, backoff_factor=1.0, backoff_max=30.0,
-                           respect_retry_after_header=True, allowed_methods=None,
+                           respect_retry_after_header=True, allowed_methods=IDEMPOTENT_METHODS,
                            status_forcelist=sorted(RETRYABLE_ANY_METHOD | RETRYABLE_IDEMPOTENT),
                            raise_on_status=False)
     pacer = pacer_for(f"airtable:{settings.endpoint_url}:{base}", settings.requests_per_second)
@@ -86,6 +98,9 @@ def describe_http_error(exc: Exception) -> str:
         if isinstance(error, dict):
             error = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
         return f"HTTP {response.status_code} {error or response.reason}"
+    if isinstance(exc, requests.ReadTimeout):
+        # The request was sent: Airtable may have applied it without answering in time.
+        return f"{type(exc).__name__}: no answer from Airtable in time (it may have been applied)"
     if isinstance(exc, requests.RequestException):
         return f"{type(exc).__name__}: cannot reach Airtable"
     return f"{type(exc).__name__}: {exc}"

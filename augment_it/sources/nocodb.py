@@ -4,7 +4,8 @@ URI: `nocodb://TABLE_ID` or `nocodb://BASE_ID/TABLE_ID_OR_TITLE`, with optional 
 `where=(field,eq,value)`, `fields=a,b`, `key=Id` (the primary key, NocoDB's default `Id`) and
 `block=NAME`. Rows are read with `GET /api/v2/tables/{tableId}/records`, paged by offset with the
 `pageSize` the server reports (a deployment may cap `limit`) until `pageInfo.isLastPage`.
-Each record keeps its primary key in STORE_KEY for the sink.
+Each record keeps its primary key in STORE_KEY for the sink, and names its table by id in SOURCE
+(`nocodb:TABLE_ID#KEY`) so the sink writes that key only onto the same table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from augment_it.sources import SOURCE, SourceRead, register_scheme
 PAGE_LIMIT = 1000  # NocoDB's default maximum page size
 RETRY_STATUSES = {429, 502, 503, 504}
 IDEMPOTENT = {"GET", "PATCH", "PUT", "DELETE"}
+# Column types NocoDB computes (nocodb-sdk isVirtualCol): a value sent for one is dropped unseen.
+COMPUTED = {"LinkToAnotherRecord", "Links", "Formula", "Rollup", "Lookup", "QrCode", "Barcode", "Button",
+            "CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy"}
 
 
 class NocoDBSettings(ConnectionSettings):
@@ -39,6 +43,15 @@ class NocoDBSettings(ConnectionSettings):
     batch_size: int = 100  # rows per bulk PATCH/POST
 
 
+class NocoDBUnreachable(UserInputError):
+    """No answer from NocoDB (connection refused, dropped or timed out) after the retries allowed."""
+
+
+def location(table_id: str) -> str:
+    """How records read from a table name it in SOURCE (before `#KEY`), whatever the URI spelled."""
+    return f"nocodb:{table_id}"
+
+
 def error_text(response: httpx.Response) -> str:
     """NocoDB's error body (`msg` in older, `message`/`error` in newer releases), one line."""
     try:
@@ -47,6 +60,9 @@ def error_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code} {response.text[:200]}"
     if isinstance(body, dict):
         detail = body.get("msg") or body.get("message") or body.get("error") or body
+        code = body.get("error")
+        if isinstance(code, str) and code != detail:
+            detail = f"{code}: {detail}"  # e.g. ERR_INVALID_VALUE_FOR_FIELD: the message
         return f"HTTP {response.status_code} {detail}"
     return f"HTTP {response.status_code} {body}"
 
@@ -69,9 +85,10 @@ class NocoDBClient:
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
+                # A POST that was sent may have been applied: repeating it could insert rows twice.
                 if method not in IDEMPOTENT or attempt == self.settings.max_retries:
-                    raise UserInputError(f"cannot reach NocoDB at {self.settings.url}: "
-                                         f"{type(exc).__name__}") from None
+                    raise NocoDBUnreachable(f"cannot reach NocoDB at {self.settings.url}: "
+                                            f"{type(exc).__name__}") from None
                 time.sleep(min(2 ** attempt, 30))
                 continue
             retryable = response.status_code == 429 or (
@@ -92,6 +109,20 @@ class NocoDBClient:
             if table in (item.get("id"), item.get("title"), item.get("table_name")):
                 return str(item["id"])
         raise UserInputError(f"nocodb:{base}: no table {table!r}")
+
+    def writable_columns(self, table_id: str) -> set[str] | None:
+        """The names a record may write (`GET /api/v2/meta/tables/{tableId}`: each of `columns[]`
+        by `title`, `column_name` or `id`, as the server maps them, leaving out computed columns the
+        server skips); None when they cannot be read (no access, or no columns in the answer)."""
+        response = self.request("GET", f"/api/v2/meta/tables/{table_id}")
+        try:
+            columns = response.json().get("columns") if response.status_code == 200 else None
+        except (ValueError, AttributeError):
+            columns = None
+        if not isinstance(columns, list) or not columns:
+            return None  # a check we cannot make is no reason to refuse the write
+        return {str(c[name]) for c in columns if isinstance(c, dict) and c.get("uidt") not in COMPUTED
+                for name in ("title", "column_name", "id") if c.get(name)}
 
     def list_rows(self, table_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -171,7 +202,7 @@ class NocoDBSource:
         read = SourceRead()
         for row_number, row in enumerate(rows, start=1):
             key = row.get(self.target.key)
-            where = f"{self.target.name}#{key}"
+            where = f"{location(table_id)}#{key}"
             if key is None:
                 read.reject(row_number, where, f"{where}: the row has no primary key {self.target.key!r}",
                             raw=str(row)[:2000])

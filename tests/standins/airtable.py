@@ -12,6 +12,9 @@
   VIEW_NAME_NOT_FOUND / INVALID_FILTER_BY_FORMULA, and 429 once a base gets more than 5 requests
   in a second (with `Retry-After`).
 - Empty cell values are left out of `fields`, as Airtable does.
+- `fail_next(status, error)` answers the next requests with an error before doing anything;
+  `delay_next(seconds, method)` does the next such request, then answers late (an answer lost to a
+  client timeout: the change was applied all the same).
 
 Formulas understood: `{F}='v'`, `{F}!='v'`, `{F}=3`, `{F}` (non-empty), `NOT(...)`, `AND(...)`,
 `OR(...)`; anything else is answered 422 like an invalid formula.
@@ -19,6 +22,7 @@ Formulas understood: `{F}='v'`, `{F}!='v'`, `{F}=3`, `{F}` (non-empty), `NOT(...
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -193,6 +197,7 @@ class AirtableStandin(BackgroundServer):
         self.log: list[dict[str, Any]] = []  # method, path, records in the body, status
         self.rate_limited = 0
         self.faults: deque[tuple[int, Any, dict[str, str]]] = deque()  # answered before anything else
+        self.delays: deque[tuple[float, str]] = deque()  # (seconds, method): applied, then answered late
         self._recent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         routes = [
@@ -219,6 +224,10 @@ class AirtableStandin(BackgroundServer):
                   times: int = 1) -> None:
         for _ in range(times):
             self.faults.append((status, error, headers or {}))
+
+    def delay_next(self, seconds: float, method: str, times: int = 1) -> None:
+        for _ in range(times):
+            self.delays.append((seconds, method.upper()))
 
     def max_requests_in_any_second(self, base: str) -> int:
         times = sorted(e["time"] for e in self.log if e["base"] == base and e["status"] != 429)
@@ -262,16 +271,21 @@ class AirtableStandin(BackgroundServer):
 
     async def _handle(self, request: Request, action: Any) -> JSONResponse:
         entry = {"method": request.method, "base": request.path_params["base"],
-                 "path": request.url.path, "time": time.monotonic(), "records": 0}
+                 "path": request.url.path, "time": time.monotonic(), "records": 0, "status": None}
+        self.log.append(entry)  # logged on arrival: a late answer is still a request that was made
         try:
-            self._check(request)
             body = await request.json() if request.method in {"POST", "PATCH", "PUT"} else {}
             if isinstance(body, dict) and isinstance(body.get("records"), list):
                 entry["records"] = len(body["records"])
+            self._check(request)
             table = self._table(request.path_params["base"], request.path_params["table"])
             with self._lock:
                 payload = action(request, table, body)
+                delay = self.delays.popleft()[0] if self.delays and self.delays[0][1] == request.method \
+                    else 0.0
             entry["status"] = 200
+            if delay:
+                await asyncio.sleep(delay)
             return JSONResponse(payload)
         except AirtableError as exc:
             entry["status"] = exc.status
@@ -285,8 +299,6 @@ class AirtableStandin(BackgroundServer):
             entry["status"] = 422
             return JSONResponse({"error": {"type": "INVALID_REQUEST_UNKNOWN", "message": "Invalid request"}},
                                 status_code=422)
-        finally:
-            self.log.append(entry)
 
     async def _list_post(self, request: Request) -> JSONResponse:
         return await self._handle(request, lambda r, t, body: self._list(t, body))

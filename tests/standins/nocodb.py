@@ -1,19 +1,27 @@
-"""A local stand-in for the NocoDB v2 REST API (records and the table list), as documented.
+"""A local stand-in for the NocoDB v2 REST API (records, table list and table meta), as documented.
 
 - `GET /api/v2/tables/{tableId}/records` with `offset`, `limit` (capped at `max_limit`, default
   1000; the applied size is reported as `pageInfo.pageSize`), `where` (`(field,eq,value)`,
   `(field,neq,value)`, joined with `~and` / `~or`), `viewId` and `fields`; answers
   `{"list": [...], "pageInfo": {"totalRows", "page", "pageSize", "isFirstPage", "isLastPage"}}`.
 - `POST` (create) and `PATCH` (update by primary key `Id`) with one object or an array; answer
-  `[{"Id": ...}]`. Unknown fields are 400 ERR_FIELD_NOT_FOUND, a missing row 404
-  ERR_RECORD_NOT_FOUND, a non-number in a Number field 400 ERR_INVALID_VALUE_FOR_FIELD.
-- `GET /api/v2/meta/bases/{baseId}/tables` lists tables (`id`, `title`, `table_name`).
+  `[{"Id": ...}]`. Keys are matched to columns by title, column name or id; a key that is no
+  column, or a computed column (Formula, Lookup, ...), is dropped without an error, as NocoDB's
+  mapAliasToColumn does. A missing row is 404 ERR_RECORD_NOT_FOUND, a non-number in a Number
+  field 422 ERR_INVALID_VALUE_FOR_FIELD. Every row is checked before any is written (one transaction).
+- `GET /api/v2/meta/bases/{baseId}/tables` lists tables (`id`, `title`, `table_name`);
+  `GET /api/v2/meta/tables/{tableId}` gives one table with its `columns` (`id`, `title`,
+  `column_name`, `uidt`, `pk`, `ai`, `system`); `meta_forbidden=True` answers it 403, as for a
+  token whose role may not read the schema.
 - The token goes in the `xc-token` header; otherwise 401 `{"msg": "Authentication required - Invalid token"}`.
-- `fail_next(status, body, headers)` queues faults (e.g. 429 with Retry-After).
+- `fail_next(status, body, headers, method=None)` queues faults (e.g. 429 with Retry-After) for the
+  next requests (of that method); `delay_next(seconds, method)` does the next such request, then
+  answers late (an answer lost to a client timeout).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import threading
@@ -29,6 +37,9 @@ from starlette.routing import Route
 from tests.standins.background import BackgroundServer
 
 _ids = itertools.count(1)
+# Column types NocoDB computes (nocodb-sdk isVirtualCol): values sent for them are skipped.
+COMPUTED = {"LinkToAnotherRecord", "Links", "Formula", "Rollup", "Lookup", "QrCode", "Barcode", "Button",
+            "CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy"}
 
 
 class NocoError(Exception):
@@ -45,23 +56,33 @@ def _error(status: int, code: str, message: str) -> NocoError:
 class NocoTable:
     id: str
     title: str
-    columns: dict[str, str]  # name -> SingleLineText | LongText | Number | Checkbox
+    columns: dict[str, str]  # title -> SingleLineText | LongText | Number | Checkbox | Formula ...
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     views: dict[str, str] = field(default_factory=dict)  # view id -> where clause
     next_id: int = 1
 
+    def column_meta(self) -> list[dict[str, Any]]:
+        """`columns[]` as the table meta gives them; column_name is the database name."""
+        columns = [{"id": f"c{self.id}pk", "title": "Id", "column_name": "id", "uidt": "ID", "pk": True,
+                    "ai": True, "system": False}]
+        columns += [{"id": f"c{self.id}{i}", "title": title, "column_name": title.lower().replace(" ", "_"),
+                     "uidt": kind, "pk": False, "ai": False, "system": False}
+                    for i, (title, kind) in enumerate(self.columns.items())]
+        return columns
+
     def check(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The values NocoDB would store: matched by title, column name or id; others dropped."""
         out = {}
-        for name, value in values.items():
-            if name == "Id":
+        for column in self.column_meta()[1:]:
+            value = next((values[column[k]] for k in ("title", "column_name", "id") if column[k] in values),
+                         _UNSET)
+            if value is _UNSET or column["uidt"] in COMPUTED:
                 continue
-            kind = self.columns.get(name)
-            if kind is None:
-                raise _error(400, "ERR_FIELD_NOT_FOUND", f"Field '{name}' not found")
-            if kind == "Number" and value is not None and (isinstance(value, bool)
-                                                           or not isinstance(value, int | float)):
-                raise _error(400, "ERR_INVALID_VALUE_FOR_FIELD", f"Invalid value for field '{name}'")
-            out[name] = value
+            title = column["title"]
+            if column["uidt"] == "Number" and value is not None and (isinstance(value, bool)
+                                                                     or not isinstance(value, int | float)):
+                raise _error(422, "ERR_INVALID_VALUE_FOR_FIELD", f"Invalid value for field '{title}'")
+            out[title] = value
         return out
 
     def insert(self, values: dict[str, Any]) -> int:
@@ -69,6 +90,9 @@ class NocoTable:
         self.next_id += 1
         self.rows[row_id] = {"Id": row_id, **{c: None for c in self.columns}, **self.check(values)}
         return row_id
+
+
+_UNSET = object()
 
 
 def _where(clause: str) -> Any:
@@ -101,17 +125,21 @@ def _where(clause: str) -> Any:
 
 
 class NocoDBStandin(BackgroundServer):
-    def __init__(self, token: str = "nc-standin", max_limit: int = 1000, max_bulk: int | None = None) -> None:
+    def __init__(self, token: str = "nc-standin", max_limit: int = 1000, max_bulk: int | None = None,
+                 meta_forbidden: bool = False) -> None:
         self.token = token
         self.max_limit = max_limit
         self.max_bulk = max_bulk
+        self.meta_forbidden = meta_forbidden
         self.bases: dict[str, list[NocoTable]] = {}
         self.log: list[dict[str, Any]] = []
-        self.faults: deque[tuple[int, Any, dict[str, str]]] = deque()
+        self.faults: deque[tuple[int, Any, dict[str, str], str | None]] = deque()  # ..., method or any
+        self.delays: deque[tuple[float, str]] = deque()  # (seconds, method): done, then answered late
         self._lock = threading.Lock()
         routes = [
             Route("/api/v2/tables/{table}/records", self._records, methods=["GET", "POST", "PATCH"]),
             Route("/api/v2/meta/bases/{base}/tables", self._tables, methods=["GET"]),
+            Route("/api/v2/meta/tables/{table}", self._table_meta, methods=["GET"]),
         ]
         super().__init__(Starlette(routes=routes))
 
@@ -124,9 +152,13 @@ class NocoDBStandin(BackgroundServer):
         return table
 
     def fail_next(self, status: int, body: Any, headers: dict[str, str] | None = None,
-                  times: int = 1) -> None:
+                  times: int = 1, method: str | None = None) -> None:
         for _ in range(times):
-            self.faults.append((status, body, headers or {}))
+            self.faults.append((status, body, headers or {}, method and method.upper()))
+
+    def delay_next(self, seconds: float, method: str, times: int = 1) -> None:
+        for _ in range(times):
+            self.delays.append((seconds, method.upper()))
 
     def _table(self, table_id: str) -> NocoTable:
         for tables in self.bases.values():
@@ -138,26 +170,29 @@ class NocoDBStandin(BackgroundServer):
     def _check(self, request: Request) -> None:
         if request.headers.get("xc-token") != self.token:
             raise NocoError(401, {"msg": "Authentication required - Invalid token"})
-        if self.faults:
-            status, body, headers = self.faults.popleft()
+        if self.faults and self.faults[0][3] in (None, request.method):
+            status, body, headers, _ = self.faults.popleft()
             raise NocoError(status, body, headers)
 
     async def _answer(self, request: Request, action: Any) -> JSONResponse:
         entry: dict[str, Any] = {"method": request.method, "path": request.url.path,
-                                 "query": dict(request.query_params)}
+                                 "query": dict(request.query_params), "rows": 0, "status": None}
+        self.log.append(entry)  # logged on arrival: a late answer is still a request that was made
         try:
             body = await request.json() if request.method in {"POST", "PATCH"} else None
             entry["rows"] = len(body) if isinstance(body, list) else (1 if body else 0)
             with self._lock:
                 self._check(request)
                 payload = action(request, body)
+                delay = self.delays.popleft()[0] if self.delays and self.delays[0][1] == request.method \
+                    else 0.0
             entry["status"] = 200
+            if delay:
+                await asyncio.sleep(delay)
             return JSONResponse(payload)
         except NocoError as exc:
             entry["status"] = exc.status
             return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-        finally:
-            self.log.append(entry)
 
     async def _tables(self, request: Request) -> JSONResponse:
         def action(request: Request, body: Any) -> Any:
@@ -169,6 +204,17 @@ class NocoDBStandin(BackgroundServer):
             return {"list": tables, "pageInfo": {"totalRows": len(tables), "page": 1,
                                                   "pageSize": len(tables), "isFirstPage": True,
                                                   "isLastPage": True}}
+        return await self._answer(request, action)
+
+    async def _table_meta(self, request: Request) -> JSONResponse:
+        def action(request: Request, body: Any) -> Any:
+            if self.meta_forbidden:
+                raise _error(403, "ERR_FORBIDDEN", "Forbidden - Unauthorized access")
+            table = self._table(request.path_params["table"])
+            base = next(b for b, tables in self.bases.items() if table in tables)
+            return {"id": table.id, "base_id": base, "title": table.title,
+                    "table_name": f"nc_{table.title.lower()}", "type": "table", "enabled": True,
+                    "columns": table.column_meta(), "views": []}
         return await self._answer(request, action)
 
     async def _records(self, request: Request) -> JSONResponse:
