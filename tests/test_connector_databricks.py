@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import io
+import re
+import socket
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from databricks.sdk.service.sql import ColumnInfo, StatementParameterListItem
 
-from augment_it.connections import STORE_KEY
+from augment_it.connections import STORE_KEY, load_settings
 from augment_it.errors import UserInputError
 from augment_it.sinks import open_sink
 from augment_it.sources import open_source
+from augment_it.sources.databricks import DatabricksSettings, StatementRunner, column_type, convert
 from tests.standins.databricks import DatabricksStandin
 
 TOKEN = "dapi0123456789abcdef"
@@ -96,6 +102,127 @@ def test_errors_name_the_problem_and_never_the_token(databricks: DatabricksStand
         open_source(f"databricks://{TABLE}")
     for error in (missing.value, wrong.value, unset.value):
         assert TOKEN not in str(error) and "wrong-secret" not in str(error)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_host_is_a_clear_error_within_the_retry_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABRICKS_WAREHOUSE_ID", "wh-standin")
+    monkeypatch.setenv("AUGMENT_DATABRICKS_RETRY_SECONDS", "1")
+    reading, writing = open_source(f"databricks://{TABLE}"), open_sink(f"databricks://{TABLE}", ["summary"])
+    uploading = open_sink("databricks:///Volumes/dev/crm/exports/x.parquet", [])
+    frame = pd.DataFrame({"id": [1], "summary": ["x"]})
+    unreachable = rf"cannot reach Databricks at {re.escape(host)} after retrying for 1 s \(ConnectionError\)"
+    for attempt in (reading.read, lambda: writing.write(frame), lambda: uploading.write(frame)):
+        started = time.monotonic()
+        with pytest.raises(UserInputError, match=unreachable):
+            attempt()
+        # The SDK's own 300 s, twice (its Config() probe, then the call), would look like a hang.
+        assert time.monotonic() - started < 15
+
+
+def test_a_host_that_stops_answering_mid_write_keeps_the_counts(databricks: DatabricksStandin,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUGMENT_DATABRICKS_RETRY_SECONDS", "1")
+    databricks.add_table(TABLE, COLUMNS, companies(3))
+    fields = ["summary", "word_count", "reading_time_min", "language", "quality_score"]
+    frame = pd.DataFrame({"id": range(1, 101), **{f: [None] * 100 for f in fields}}).assign(summary="s")
+    # 6 parameters a row: 42 rows per MERGE. The first takes 3 requests (run, 2 polls), then 503s.
+    databricks.fail_next(503, "TEMPORARILY_UNAVAILABLE", "Workspace is busy", times=50, after=3)
+    counts = open_sink(f"databricks://{TABLE}?key=id", fields).write(frame)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (3, 39, 58)
+    assert re.match(r"keys 43\.\.100 \(58 rows\): not written, cannot reach Databricks at .* "
+                    r"\(TemporarilyUnavailable: Workspace is busy\)", counts["errors"][0]), counts["errors"]
+    assert databricks.query(f"SELECT count(*) FROM {TABLE}") == [(42,)]
+
+
+def test_merges_stay_within_the_parameter_limits(databricks: DatabricksStandin) -> None:
+    databricks.add_table(TABLE, COLUMNS, companies(100))
+    fields = ["summary", "word_count", "reading_time_min", "language", "quality_score"]
+    frame = pd.DataFrame({"id": range(1, 301), "summary": [f"s{i}" for i in range(300)],
+                          "word_count": range(300), "reading_time_min": [0.5] * 300, "language": "en",
+                          "quality_score": [0.9] * 300})
+    counts = open_sink(f"databricks://{TABLE}?key=id", fields).write(frame)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (100, 200, 0), counts["errors"]
+    assert databricks.statement_parameters == [252] * 7 + [36], "42 rows of 6 parameters, not 200"
+    assert databricks.query(f"SELECT count(*), sum(word_count) FROM {TABLE} WHERE language = 'en'") == [
+        (300, sum(range(300)))]
+    # Long values: fewer rows per statement, so that no statement carries over 1 MB of values.
+    long = pd.DataFrame({"id": [1, 2, 3], "summary": ["x" * 400_000, "y" * 400_000, "z" * 400_000]})
+    counts = open_sink(f"databricks://{TABLE}?key=id", ["summary"]).write(long)
+    assert (counts["updated"], counts["failed"]) == (3, 0) and databricks.statement_parameters[8:] == [4, 2]
+    # Beyond the limit, the stand-in answers as Databricks does.
+    runner = StatementRunner(load_settings(DatabricksSettings, None), None)
+    markers = [StatementParameterListItem(name=f"p{i}", type="INT", value="1") for i in range(256)]
+    with pytest.raises(UserInputError, match="BadRequest: Parameterized query has too many parameters: 256"):
+        runner.run("SELECT " + " + ".join(f":p{i}" for i in range(256)), markers)
+
+
+def test_the_last_record_of_a_key_is_written_and_earlier_ones_fail(databricks: DatabricksStandin) -> None:
+    databricks.add_table(TABLE, COLUMNS, companies(3))
+    frame = pd.DataFrame({"id": [2, 2, 4, 3, 4, 4], "summary": ["a", "b", "c", "d", "e", "f"]})
+    counts = open_sink(f"databricks://{TABLE}?key=id", ["summary"]).write(frame)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (2, 1, 3)
+    assert [e.split(";")[0] for e in counts["errors"]] == ["key 2: 2 records have this key",
+                                                            "key 4: 3 records have this key"]
+    assert databricks.query(f"SELECT id, summary FROM {TABLE} ORDER BY id") == [
+        (1, None), (2, "b"), (3, "d"), (4, "f")]
+    # The MERGE it avoids: Delta refuses two source rows for one target row (so does the stand-in).
+    runner = StatementRunner(load_settings(DatabricksSettings, None), None)
+    twice = (f"MERGE INTO {TABLE} AS target USING (SELECT 1 AS id, 'x' AS summary UNION ALL SELECT 1, 'y') "
+             "AS source ON target.id = source.id WHEN MATCHED THEN UPDATE SET summary = source.summary")
+    with pytest.raises(UserInputError, match=r"FAILED: \[DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_"):
+        runner.run(twice)
+
+
+def test_a_truncated_result_is_an_error_not_part_of_the_table(databricks: DatabricksStandin) -> None:
+    databricks.add_table(TABLE, COLUMNS, companies(12))
+    databricks.result_row_limit = 5
+    with pytest.raises(UserInputError, match=rf"^databricks:{TABLE}: Databricks truncated .*5 rows kept"):
+        open_source(f"databricks://{TABLE}").read()
+
+
+def test_decimals_keep_every_digit_and_keys_merge_back_onto_their_rows(databricks: DatabricksStandin) -> None:
+    big, huge = 2**53 + 1, 10**20  # a float would make 2**53 + 1 into 2**53; 10**20 is past BIGINT
+    columns = {"id": "DECIMAL(38,0)", "price": "DECIMAL(10,2)", "balance": "DECIMAL(38,10)",
+               "seats": "INTEGER", "summary": "VARCHAR"}
+    databricks.add_table("dev.crm.accounts", columns, [
+        {"id": big, "price": "12.34", "balance": "12345678901234567.0123456789", "seats": 3},
+        {"id": huge, "price": "0.10", "balance": None, "seats": None}])
+    databricks.type_names = {"price": None, "seats": "INT_OF_THE_FUTURE"}  # read from type_text instead
+    read = open_source("databricks://dev.crm.accounts?key=id").read()
+    first, second = read.records
+    assert (first["id"], first[STORE_KEY], second["id"]) == (big, big, huge)
+    assert (first["price"], first["balance"], first["seats"]) == (12.34, "12345678901234567.0123456789", 3)
+    assert type(first["seats"]) is int and (second["price"], second["balance"]) == (0.1, None)
+    frame = pd.DataFrame(read.records).assign(summary=["one", "two"])
+    counts = open_sink("databricks://dev.crm.accounts?key=id", ["summary"]).write(frame)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (2, 0, 0), counts["errors"]
+    assert databricks.query("SELECT id, summary FROM dev.crm.accounts ORDER BY id") == [
+        (Decimal(big), "one"), (Decimal(huge), "two")]
+
+
+@pytest.mark.parametrize(("column", "text", "value"), [
+    ({"type_text": "BIGINT"}, "9007199254740993", 9007199254740993),
+    ({"type_text": "DECIMAL(10,2)"}, "12.30", 12.3),
+    ({"type_text": "decimal(20)"}, "12345678901234567890", 12345678901234567890),
+    ({"type_text": "DECIMAL"}, "7", 7),
+    ({"type_name": "DECIMAL", "type_text": "DECIMAL(30,4)"}, "12345678901234567890.1234",
+     "12345678901234567890.1234"),
+    ({"type_text": "ARRAY<INT>"}, "[1,2]", [1, 2]),
+    ({"type_text": "TIMESTAMP_NTZ"}, "2024-01-02T03:04:05", "2024-01-02T03:04:05"),
+    ({}, "x", "x"),
+])
+def test_type_text_gives_the_type_when_type_name_does_not(column: dict, text: str, value: object) -> None:
+    converted = convert(text, column_type(ColumnInfo.from_dict({"name": "c", **column})))
+    assert converted == value and type(converted) is type(value)
 
 
 @pytest.mark.slow

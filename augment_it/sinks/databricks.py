@@ -3,7 +3,15 @@
 - `databricks://CATALOG.SCHEMA.TABLE?key=id&fields=a,b`: a `MERGE INTO ... USING (SELECT :k0 ...
   UNION ALL ...) ON target.key = source.key` per batch of rows, values passed as typed statement
   parameters (never spliced into the SQL): matched rows get the fields updated, new keys are
-  inserted. Running it again updates the same rows and inserts nothing.
+  inserted. Running it again updates the same rows and inserts nothing. A batch holds at most
+  `rows_per_statement` rows and stays within Databricks' limits for native parameters: 255
+  markers (so fewer rows when there are many fields) and 1 MB of values per statement.
+- One key, one row: Delta refuses a MERGE where two source rows match one target row, and inserts
+  both when none does. So when several records of one write have the same key, the last one is
+  written and each earlier one is counted as failed, with the key in the reason.
+- A statement Databricks refuses counts its rows as failed. A host that cannot be reached (or
+  answers 429/503 for the whole retry time) raises if nothing was written yet; after that, the
+  rows not yet written are counted as failed and the write stops, keeping the counts so far.
 - `databricks:///Volumes/CATALOG/SCHEMA/VOLUME/path/file.parquet`: one Parquet file uploaded with
   the Files API (`w.files.upload`, overwrite), replaced on every run.
 """
@@ -11,25 +19,32 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from augment_it.connections import STORE_KEY, StoreURI, load_settings, plain
+from augment_it.connections import StoreURI, load_settings, plain, store_key_for
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing, to_storable
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.databricks import (
     DatabricksAccessError,
     DatabricksSettings,
+    DatabricksUnreachableError,
     StatementRunner,
     describe_sdk_error,
     quote_identifier,
     quote_table,
+    unreachable,
     workspace_client,
 )
+
+MAX_PARAMETERS = 255  # parameter markers in one statement (Databricks native parameters)
+MAX_PARAMETER_BYTES = 900_000  # all values of one statement: Databricks takes at most 1 MB
+BIGINT_RANGE = range(-2**63, 2**63)
 
 
 def sql_type(values: list[Any]) -> str:
@@ -38,7 +53,8 @@ def sql_type(values: list[Any]) -> str:
     if present and all(isinstance(v, bool) for v in present):
         return "BOOLEAN"
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "BIGINT"
+        # A DECIMAL(38,0) key is read as an int and may not fit a BIGINT.
+        return "BIGINT" if all(v in BIGINT_RANGE for v in present) else "DECIMAL(38,0)"
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         return "DOUBLE"
     return "STRING"
@@ -78,6 +94,37 @@ def merge_statement(table: str, key: str, fields: list[str], rows: int) -> str:
 
 
 @dataclass
+class MergeRow:
+    key: Any
+    texts: list[str | None]  # the parameter values: key, then the fields
+
+    @property
+    def size(self) -> int:
+        return sum(len(t.encode("utf-8")) for t in self.texts if t is not None)
+
+
+def statement_batches(rows: list[MergeRow], most: int) -> Iterator[list[MergeRow]]:
+    """Consecutive rows, as many per MERGE as `most` and Databricks' parameter limits allow."""
+    size = max(1, min(most, MAX_PARAMETERS // len(rows[0].texts)))
+    batch: list[MergeRow] = []
+    used = 0
+    for row in rows:
+        if batch and (len(batch) == size or used + row.size > MAX_PARAMETER_BYTES):
+            yield batch
+            batch, used = [], 0
+        batch.append(row)
+        used += row.size
+    if batch:
+        yield batch
+
+
+def describe_keys(batch: list[MergeRow]) -> str:
+    if len(batch) == 1:
+        return f"key {batch[0].key!r}"
+    return f"keys {batch[0].key!r}..{batch[-1].key!r} ({len(batch)} rows)"
+
+
+@dataclass
 class DatabricksTableSink:
     uri: StoreURI
     settings: DatabricksSettings
@@ -95,9 +142,13 @@ class DatabricksTableSink:
         fields = [f for f in writable_fields(records, self.fields) if f != self.key]
         if records.empty:
             return counts.as_dict()
+        if 1 + len(fields) > MAX_PARAMETERS:
+            raise UserInputError(f"databricks:{table}: the key and {len(fields)} fields need "
+                                 f"{1 + len(fields)} parameters per row, Databricks takes {MAX_PARAMETERS} "
+                                 "per statement: name fewer with ?fields=")
         rows: list[tuple[Any, list[Any]]] = []
         for row in records.to_dict(orient="records"):
-            key = row.get(STORE_KEY)
+            key = store_key_for(row, f"databricks:{table}")  # another table's key names no row here
             if is_missing(key):
                 key = row.get(self.key)
             if is_missing(key):
@@ -107,28 +158,51 @@ class DatabricksTableSink:
         if not rows:
             return counts.as_dict()
         key_type = sql_type([k for k, _ in rows])
-        field_types = [sql_type([values[i] for _, values in rows]) for i in range(len(fields))]
+        types = [key_type, *(sql_type([values[i] for _, values in rows]) for i in range(len(fields)))]
+        merge_rows = self._last_per_key(rows, key_type, counts)
         runner = StatementRunner(self.settings, self.uri.one("warehouse"))
-        size = max(1, self.settings.rows_per_statement)
-        for start in range(0, len(rows), size):
-            batch = rows[start:start + size]
-            parameters = []
-            for index, (key, values) in enumerate(batch):
-                parameters.append(StatementParameterListItem(name=f"k{index}", type=key_type,
-                                                             value=as_parameter_text(key)))
-                parameters += [StatementParameterListItem(name=f"v{index}_{i}", type=field_types[i],
-                                                          value=as_parameter_text(v))
-                               for i, v in enumerate(values)]
+        done, wrote = 0, False
+        for batch in statement_batches(merge_rows, self.settings.rows_per_statement):
+            parameters = [StatementParameterListItem(name=f"k{index}" if i == 0 else f"v{index}_{i - 1}",
+                                                     type=types[i], value=text)
+                          for index, row in enumerate(batch) for i, text in enumerate(row.texts)]
             statement = merge_statement(table, self.key, fields, len(batch))
             try:
                 columns, result = runner.run(statement, parameters)
+            except DatabricksUnreachableError as exc:
+                if not wrote:
+                    raise  # nothing written: the store cannot be used at all
+                # Every later batch would wait out the retry time again: stop, keep what was written.
+                counts.fail(len(merge_rows) - done, f"{describe_keys(merge_rows[done:])}: not written, {exc}")
+                break
             except DatabricksAccessError:
                 raise
             except UserInputError as exc:
-                counts.fail(len(batch), f"rows {start + 1}-{start + len(batch)}: {exc}")
-                continue
-            self._count(counts, columns, result, len(batch))
+                counts.fail(len(batch), f"{describe_keys(batch)}: {exc}")
+            else:
+                self._count(counts, columns, result, len(batch))
+                wrote = True
+            done += len(batch)
         return counts.as_dict()
+
+    @staticmethod
+    def _last_per_key(rows: list[tuple[Any, list[Any]]], key_type: str,
+                      counts: SinkCounts) -> list[MergeRow]:
+        """One row per key, the last; each earlier row with that key is counted as failed."""
+        # Keys compare as the database will: as text, or as numbers when they go as DOUBLE (1 == 1.0).
+        identities = [float(k) if key_type == "DOUBLE" else as_parameter_text(k) for k, _ in rows]
+        last = {identity: index for index, identity in enumerate(identities)}
+        repeats = Counter(identities)
+        kept = []
+        for index, (key, values) in enumerate(rows):
+            if last[identities[index]] != index:
+                continue
+            if repeats[identities[index]] > 1:
+                counts.fail(repeats[identities[index]] - 1,
+                            f"key {key!r}: {repeats[identities[index]]} records have this key; only the last "
+                            "was written (a MERGE takes one source row per target row)")
+            kept.append(MergeRow(key, [as_parameter_text(key), *(as_parameter_text(v) for v in values)]))
+        return kept
 
     @staticmethod
     def _count(counts: SinkCounts, columns: list[Any], result: list[list[Any]], batch: int) -> None:
@@ -162,6 +236,9 @@ class DatabricksVolumeSink:
             workspace_client(self.settings).files.upload(path, buffer, overwrite=True)
         except DatabricksError as exc:
             raise UserInputError(f"databricks:{path}: cannot upload: {describe_sdk_error(exc)}") from None
+        except (TimeoutError, OSError) as exc:  # the SDK gave up retrying; OSError includes requests'
+            reason = unreachable(self.settings, exc)
+            raise UserInputError(f"databricks:{path}: cannot upload: {reason}") from None
         counts.created = len(frame)
         return counts.as_dict()
 

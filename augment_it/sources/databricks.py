@@ -3,18 +3,30 @@
 URI: `databricks://CATALOG.SCHEMA.TABLE?where=...&key=id` or `databricks://?query=SELECT ...`,
 with optional `warehouse=ID` (else DATABRICKS_WAREHOUSE_ID) and `block=NAME`. Statements run on a
 SQL warehouse with INLINE disposition and JSON_ARRAY format; a statement still PENDING or RUNNING
-after the wait is polled, and results are read chunk by chunk (`next_chunk_index`). JSON_ARRAY
-sends every value as text: values are converted back by the column types of the manifest.
+after the wait is polled, and results are read chunk by chunk (`next_chunk_index`). A result the
+manifest marks `truncated` is an error, never partial data.
+
+JSON_ARRAY sends every value as text: values are converted back by the column types of the
+manifest (`type_name`, else `type_text` for a type the SDK does not know). DECIMAL never loses
+digits: scale 0 gives an int, up to 15 digits a float (exact for that many), more digits the
+exact text (a `decimal.Decimal` would become quoted JSON text in the run's Parquet files).
+
+The SDK retries a host it cannot reach, and 429/503 answers, for `retry_timeout_seconds`
+(AUGMENT_DATABRICKS_RETRY_SECONDS, default 90 s; the SDK's own is 300 s, spent once more by the
+probe in `Config()`), then raises a bare TimeoutError: that becomes a DatabricksUnreachableError
+naming the host.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from augment_it.connections import STORE_KEY, ConnectionSettings, StoreURI, load_settings
 from augment_it.errors import UserInputError
@@ -23,21 +35,33 @@ from augment_it.sources import SOURCE, SourceRead, register_scheme
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
-    from databricks.sdk.service.sql import StatementParameterListItem, StatementResponse
+    from databricks.sdk.service.sql import ColumnInfo, StatementParameterListItem, StatementResponse
 
 INTEGER_TYPES = {"BYTE", "SHORT", "INT", "LONG"}
-FLOAT_TYPES = {"FLOAT", "DOUBLE", "DECIMAL"}
+FLOAT_TYPES = {"FLOAT", "DOUBLE"}
 NESTED_TYPES = {"ARRAY", "MAP", "STRUCT"}
+# The type_name for a type_text, read when type_name is absent or newer than the SDK (which turns an
+# unknown type_name into None); other names (DOUBLE, DECIMAL, ARRAY...) are the same in both.
+TYPE_TEXT_NAMES = {"TINYINT": "BYTE", "SMALLINT": "SHORT", "INTEGER": "INT", "BIGINT": "LONG",
+                   "REAL": "FLOAT", "DEC": "DECIMAL", "NUMERIC": "DECIMAL", "VARCHAR": "STRING",
+                   "CHAR": "STRING"}
+TYPE_TEXT = re.compile(r"\s*([A-Za-z_]+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
+FLOAT_EXACT_DIGITS = 15  # a decimal of at most 15 significant digits survives float() and back
 
 
 class DatabricksAccessError(UserInputError):
     """The workspace cannot be used at all (unreachable, bad token, no warehouse): not one statement."""
 
 
+class DatabricksUnreachableError(DatabricksAccessError):
+    """No answer from the host (refused, timed out, or 429/503 for the whole retry time)."""
+
+
 class DatabricksSettings(ConnectionSettings):
     ENV: ClassVar[dict[str, str]] = {"host": "DATABRICKS_HOST", "token": "DATABRICKS_TOKEN",
                                      "warehouse_id": "DATABRICKS_WAREHOUSE_ID",
-                                     "poll_seconds": "AUGMENT_DATABRICKS_POLL_SECONDS"}
+                                     "poll_seconds": "AUGMENT_DATABRICKS_POLL_SECONDS",
+                                     "retry_timeout_seconds": "AUGMENT_DATABRICKS_RETRY_SECONDS"}
     BLOCK: ClassVar[str] = "DatabricksConnection"
     SERVICE: ClassVar[str] = "Databricks"
 
@@ -47,7 +71,11 @@ class DatabricksSettings(ConnectionSettings):
     wait_timeout: str = "30s"  # how long execute_statement waits before we poll: 0s or 5s..50s
     poll_seconds: float = 1.0
     statement_timeout_seconds: float = 900.0
-    rows_per_statement: int = 200  # rows per MERGE statement
+    rows_per_statement: int = 200  # at most, per MERGE: fewer when 255 parameters or 1 MB run out
+    # How long the SDK retries one request to a host that does not answer (or answers 429/503);
+    # 0 would mean the SDK's 300 s.
+    retry_timeout_seconds: int = Field(default=90, ge=1)
+    http_timeout_seconds: float = 60.0  # one HTTP request: keep it above wait_timeout
 
 
 def workspace_client(settings: DatabricksSettings) -> WorkspaceClient:
@@ -56,9 +84,26 @@ def workspace_client(settings: DatabricksSettings) -> WorkspaceClient:
 
     # PAT auth only: explicit settings must not be mixed with whatever else the machine has.
     # The plain Files API (one PUT per file) is enough for export files and is what the docs show.
-    config = Config(host=settings.host.rstrip("/"), token=settings.token.get_secret_value(),
-                    auth_type="pat", disable_experimental_files_api_client=True)
+    try:
+        config = Config(host=settings.host.rstrip("/"), token=settings.token.get_secret_value(),
+                        auth_type="pat", disable_experimental_files_api_client=True,
+                        retry_timeout_seconds=settings.retry_timeout_seconds,
+                        http_timeout_seconds=settings.http_timeout_seconds)
+    except ValueError as exc:  # the SDK masks the token in its message
+        raise DatabricksAccessError(f"Databricks settings for {settings.host!r} are not usable: "
+                                    f"{exc}") from None
     return WorkspaceClient(config=config)
+
+
+def unreachable(settings: DatabricksSettings, exc: BaseException) -> DatabricksUnreachableError:
+    """The error for a request the SDK gave up on: its TimeoutError carries the last failure as cause."""
+    from databricks.sdk.errors import DatabricksError
+
+    cause = exc.__cause__ if isinstance(exc, TimeoutError) and exc.__cause__ else exc
+    what = describe_sdk_error(cause) if isinstance(cause, DatabricksError) else type(cause).__name__
+    retried = isinstance(exc, TimeoutError)
+    waited = f" after retrying for {settings.retry_timeout_seconds} s" if retried else ""
+    return DatabricksUnreachableError(f"cannot reach Databricks at {settings.host}{waited} ({what})")
 
 
 def quote_identifier(name: str) -> str:
@@ -85,11 +130,17 @@ class StatementRunner:
         if not self.warehouse_id:
             raise DatabricksAccessError("Databricks needs a SQL warehouse: set DATABRICKS_WAREHOUSE_ID, the "
                                  "DatabricksConnection block's warehouse_id, or ?warehouse=ID in the URI")
-        self.client = workspace_client(settings)
+        self._client: WorkspaceClient | None = None
 
-    def run(self, statement: str,
-            parameters: list[StatementParameterListItem] | None = None) -> tuple[list[Any], list[list[Any]]]:
-        import requests
+    @property
+    def client(self) -> WorkspaceClient:
+        # Built on first use, inside run()'s error handling: Config() already calls the host.
+        if self._client is None:
+            self._client = workspace_client(self.settings)
+        return self._client
+
+    def run(self, statement: str, parameters: list[StatementParameterListItem] | None = None
+            ) -> tuple[list[ColumnInfo], list[list[Any]]]:
         from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied, Unauthenticated
         from databricks.sdk.service.sql import (
             Disposition,
@@ -98,8 +149,8 @@ class StatementRunner:
             StatementState,
         )
 
-        api = self.client.statement_execution
         try:
+            api = self.client.statement_execution
             response = api.execute_statement(
                 statement=statement, warehouse_id=self.warehouse_id, parameters=parameters,
                 disposition=Disposition.INLINE, format=Format.JSON_ARRAY,
@@ -111,8 +162,13 @@ class StatementRunner:
                 error = response.status.error if response.status else None
                 detail = (error.message if error and error.message else "") or "no message"
                 raise UserInputError(f"Databricks statement {state.value if state else 'unknown'}: {detail}")
-            columns = list(response.manifest.schema.columns or []) if response.manifest and \
-                response.manifest.schema else []
+            manifest = response.manifest
+            if manifest and manifest.truncated:
+                # Part of a table read as if it were all of it would be written back as the whole.
+                raise UserInputError(f"Databricks truncated the result of statement {response.statement_id}"
+                                     f" ({manifest.total_row_count} rows kept): nothing read; select fewer "
+                                     "rows (?where= or a narrower query)")
+            columns = list(manifest.schema.columns or []) if manifest and manifest.schema else []
             rows = list(response.result.data_array or []) if response.result else []
             next_chunk = response.result.next_chunk_index if response.result else None
             while next_chunk is not None:
@@ -124,9 +180,8 @@ class StatementRunner:
                                         f"{describe_sdk_error(exc)}") from None
         except DatabricksError as exc:
             raise UserInputError(f"Databricks at {self.settings.host}: {describe_sdk_error(exc)}") from None
-        except requests.RequestException as exc:
-            raise DatabricksAccessError(f"cannot reach Databricks at {self.settings.host}: "
-                                        f"{type(exc).__name__}") from None
+        except (TimeoutError, OSError) as exc:  # OSError includes requests' errors
+            raise unreachable(self.settings, exc) from None
         return columns, rows
 
     def _wait(self, response: StatementResponse) -> StatementResponse:
@@ -144,14 +199,45 @@ class StatementRunner:
         return response
 
 
-def convert(value: Any, type_name: str) -> Any:
+@dataclass(frozen=True)
+class ColumnType:
+    name: str  # a type_name: LONG, DECIMAL, STRING...
+    precision: int | None = None
+    scale: int | None = None
+
+
+def column_type(column: ColumnInfo) -> ColumnType:
+    """A manifest column's type: its type_name, else the base type of its type_text (e.g. DECIMAL(10,2))."""
+    match = TYPE_TEXT.match(column.type_text or "")
+    base = match.group(1).upper() if match else ""
+    name = column.type_name.value if column.type_name else TYPE_TEXT_NAMES.get(base, base) or "STRING"
+    precision, scale = column.type_precision, column.type_scale
+    if match and name == "DECIMAL" and TYPE_TEXT_NAMES.get(base, base) == "DECIMAL":
+        # DECIMAL(p) has scale 0 and a bare DECIMAL is DECIMAL(10,0) (Databricks SQL reference).
+        precision = precision if precision is not None else int(match.group(2) or 10)
+        scale = scale if scale is not None else int(match.group(3) or 0)
+    return ColumnType(name, precision, scale)
+
+
+def decimal_value(text: str, column: ColumnType) -> int | float | str:
+    if column.scale == 0:
+        return int(Decimal(text))
+    if column.scale is not None and column.precision is not None and column.precision <= FLOAT_EXACT_DIGITS:
+        return float(text)
+    return text  # more digits than a float keeps, or a scale we do not know: the exact text
+
+
+def convert(value: Any, column: ColumnType) -> Any:
     """A JSON_ARRAY cell (text or null) as the Python value its column type says it is."""
     if value is None:
         return None
+    type_name = column.name
     if type_name in INTEGER_TYPES:
         return int(value)
     if type_name in FLOAT_TYPES:
         return float(value)
+    if type_name == "DECIMAL":
+        return decimal_value(str(value), column)
     if type_name == "BOOLEAN":
         return str(value).lower() == "true"
     if type_name in NESTED_TYPES:
@@ -194,7 +280,7 @@ class DatabricksSource:
         except UserInputError as exc:
             raise InputError(f"{name}: {exc}") from None
         names = [c.name for c in columns]
-        types = [(c.type_name.value if c.type_name else "STRING") for c in columns]
+        types = [column_type(c) for c in columns]
         read = SourceRead()
         for row_number, values in enumerate(rows, start=1):
             record = {n: convert(v, t) for n, v, t in zip(names, values, types, strict=False)}

@@ -1,17 +1,26 @@
 """A local stand-in for the Databricks SQL Statement Execution API and the Files API, as documented.
 
 - `POST /api/2.0/sql/statements` (statement, warehouse_id, parameters, disposition, format,
-  wait_timeout, on_wait_timeout): INLINE supports only JSON_ARRAY; `wait_timeout` is `0s` or
-  `5s`..`50s`. A statement answers PENDING/RUNNING for `pending_polls` polls, then SUCCEEDED with
-  `manifest` (schema columns with `type_name`, `total_chunk_count`, `chunks`) and the first chunk in
+  wait_timeout, on_wait_timeout, row_limit): INLINE supports only JSON_ARRAY; `wait_timeout` is
+  `0s` or `5s`..`50s`. A statement answers PENDING/RUNNING for `pending_polls` polls, then
+  SUCCEEDED with `manifest` (schema columns with `type_name`, `type_text` and, for DECIMAL,
+  `type_precision`/`type_scale`; `total_chunk_count`, `chunks`, `truncated`) and the first chunk in
   `result` (`data_array` of text values, `next_chunk_index`); SQL errors end in FAILED with
   `status.error`. `GET /api/2.0/sql/statements/{id}`, `GET .../result/chunks/{n}` and
   `POST .../cancel` as documented. MERGE answers num_affected/updated/deleted/inserted_rows.
+- Native parameter limits (databricks-sql-python docs/parameters.md): more than 255 parameters or
+  more than 1 MB of values is refused with 400 BAD_REQUEST, before the statement runs.
+- Delta's MERGE rule: several source rows matching one target row fail the statement with
+  DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE (DuckDB alone would apply them all).
+- `row_limit` (the request's, or the stand-in's `result_row_limit`) cuts the result and sets
+  `manifest.truncated`. `type_names` replaces (or with None, leaves out) a column's `type_name`,
+  as for a type newer than the SDK.
 - `PUT /api/2.0/fs/files{path}?overwrite=` uploads a file into a registered volume
   (`/Volumes/catalog/schema/volume/...`); `GET` downloads it.
 - `GET /.well-known/databricks-config` (host metadata the SDK probes) names a workspace id.
 - Errors as `{"error_code", "message"}`: 401 UNAUTHENTICATED, 404 RESOURCE_DOES_NOT_EXIST,
-  400 INVALID_PARAMETER_VALUE, 409 ALREADY_EXISTS, and queued faults (e.g. 429 with Retry-After).
+  400 INVALID_PARAMETER_VALUE, 409 ALREADY_EXISTS, and queued faults (e.g. 429 with Retry-After),
+  which may start only after some requests (`fail_next(after=N)`).
 
 SQL runs in DuckDB: Databricks' backtick identifiers and `:name` parameter markers are translated
 (`:name` becomes a typed `CAST($name AS ...)` using the parameter's `type`).
@@ -24,6 +33,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -35,11 +45,17 @@ from starlette.routing import Route
 from tests.standins.background import BackgroundServer
 
 DUCK_TYPES = {"STRING": "VARCHAR", "BIGINT": "BIGINT", "LONG": "BIGINT", "INT": "INTEGER",
-              "INTEGER": "INTEGER", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "BOOLEAN": "BOOLEAN",
-              "DATE": "DATE", "TIMESTAMP": "TIMESTAMP"}
-TYPE_NAMES = {"VARCHAR": "STRING", "BIGINT": "LONG", "INTEGER": "INT", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT",
-              "BOOLEAN": "BOOLEAN", "DATE": "DATE", "TIMESTAMP": "TIMESTAMP", "SMALLINT": "SHORT",
-              "TINYINT": "BYTE", "HUGEINT": "DECIMAL"}
+              "INTEGER": "INTEGER", "SMALLINT": "SMALLINT", "TINYINT": "TINYINT", "DOUBLE": "DOUBLE",
+              "FLOAT": "FLOAT", "BOOLEAN": "BOOLEAN", "DATE": "DATE", "TIMESTAMP": "TIMESTAMP"}
+# DuckDB result type -> Databricks (type_name, type_text)
+TYPE_NAMES = {"VARCHAR": ("STRING", "STRING"), "BIGINT": ("LONG", "BIGINT"), "INTEGER": ("INT", "INT"),
+              "SMALLINT": ("SHORT", "SMALLINT"), "TINYINT": ("BYTE", "TINYINT"),
+              "DOUBLE": ("DOUBLE", "DOUBLE"), "FLOAT": ("FLOAT", "FLOAT"), "BOOLEAN": ("BOOLEAN", "BOOLEAN"),
+              "DATE": ("DATE", "DATE"), "TIMESTAMP": ("TIMESTAMP", "TIMESTAMP"),
+              "HUGEINT": ("DECIMAL", "DECIMAL(38,0)")}
+DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)", re.I)
+MAX_PARAMETERS = 255  # native parameter markers per statement
+MAX_PARAMETER_BYTES = 1_000_000  # all parameter values of one statement: "1MB"
 
 
 class ApiError(Exception):
@@ -57,6 +73,7 @@ class Statement:
     columns: list[dict[str, Any]] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    truncated: bool = False
 
 
 def translate(sql: str, types: dict[str, str]) -> str:
@@ -84,7 +101,7 @@ def translate(sql: str, types: dict[str, str]) -> str:
             if name not in types:
                 raise ApiError(200, "UNBOUND_SQL_PARAMETER", f"[UNBOUND_SQL_PARAMETER] Found the unbound "
                                f"parameter: {name}.")
-            out.append(f"CAST(${name} AS {DUCK_TYPES.get(types[name], 'VARCHAR')})")
+            out.append(f"CAST(${name} AS {_duck_type(types[name])})")
             index += len(match.group(0))
             continue
         else:
@@ -93,11 +110,19 @@ def translate(sql: str, types: dict[str, str]) -> str:
     return "".join(out)
 
 
+def _duck_type(kind: str) -> str:
+    if match := DECIMAL.fullmatch(kind.strip()):
+        return f"DECIMAL({match.group(1)},{match.group(2)})"
+    return DUCK_TYPES.get(kind, "VARCHAR")
+
+
 def _value(text: str | None, kind: str) -> Any:
     if text is None:
         return None
-    if kind in {"BIGINT", "LONG", "INT", "INTEGER"}:
+    if kind in {"BIGINT", "LONG", "INT", "INTEGER", "SMALLINT", "TINYINT"}:
         return int(text)
+    if DECIMAL.fullmatch(kind.strip()) or kind == "DECIMAL":
+        return Decimal(text)
     if kind in {"DOUBLE", "FLOAT"}:
         return float(text)
     if kind == "BOOLEAN":
@@ -120,6 +145,10 @@ class DatabricksStandin(BackgroundServer):
         self.warehouse_id = warehouse_id
         self.chunk_rows = chunk_rows
         self.pending_polls = pending_polls
+        self.result_row_limit: int | None = None  # a row_limit on every statement, as if requested
+        self.type_names: dict[str, str | None] = {}  # column name -> type_name sent instead (None: none)
+        self.statement_parameters: list[int] = []  # how many parameters each statement had
+        self.fault_after = 0  # requests served before the queued faults start
         self.db = duckdb.connect()
         self.catalogs: set[str] = set()
         self.volumes: set[tuple[str, str, str]] = set()
@@ -164,7 +193,8 @@ class DatabricksStandin(BackgroundServer):
         self.volumes.add((catalog, schema, volume))
 
     def fail_next(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                  times: int = 1) -> None:
+                  times: int = 1, after: int = 0) -> None:
+        self.fault_after = after
         for _ in range(times):
             self.faults.append((status, code, message, headers or {}))
 
@@ -174,7 +204,9 @@ class DatabricksStandin(BackgroundServer):
         try:
             if request.headers.get("authorization") != f"Bearer {self.token}":
                 raise ApiError(401, "UNAUTHENTICATED", "Invalid access token.")
-            if self.faults:
+            if self.faults and self.fault_after > 0:
+                self.fault_after -= 1
+            elif self.faults:
                 status, code, message, headers = self.faults.popleft()
                 raise ApiError(status, code, message, headers)
             return await action(request)
@@ -197,17 +229,26 @@ class DatabricksStandin(BackgroundServer):
             body["status"]["error"] = statement.error
         if statement.state == "SUCCEEDED":
             chunks = self._chunks(statement)
+            columns = [self._as_sent(column) for column in statement.columns]
             body["manifest"] = {
                 "format": "JSON_ARRAY",
-                "schema": {"column_count": len(statement.columns), "columns": statement.columns},
+                "schema": {"column_count": len(columns), "columns": columns},
                 "total_chunk_count": len(chunks),
                 "chunks": [{"chunk_index": i, "row_offset": start, "row_count": len(rows)}
                            for i, (start, rows) in enumerate(chunks)],
                 "total_row_count": len(statement.rows),
-                "truncated": False,
+                "truncated": statement.truncated,
             }
             body["result"] = self._chunk_body(statement, 0)
         return body
+
+    def _as_sent(self, column: dict[str, Any]) -> dict[str, Any]:
+        if column["name"] not in self.type_names:
+            return column
+        sent = {k: v for k, v in column.items() if k != "type_name"}
+        if self.type_names[column["name"]] is not None:
+            sent["type_name"] = self.type_names[column["name"]]
+        return sent
 
     def _chunks(self, statement: Statement) -> list[tuple[int, list[list[Any]]]]:
         size = max(1, self.chunk_rows)
@@ -244,15 +285,30 @@ class DatabricksStandin(BackgroundServer):
             if not match or not (int(match.group(1)) == 0 or 5 <= int(match.group(1)) <= 50):
                 raise ApiError(400, "INVALID_PARAMETER_VALUE",
                                "wait_timeout must be 0s or between 5s and 50s")
+            parameters = body.get("parameters") or []
+            self._check_parameters(parameters)
+            limits = [n for n in (body.get("row_limit"), self.result_row_limit) if n is not None]
             statement = Statement(uuid.uuid4().hex, self.pending_polls)
-            self._run(statement, body["statement"], body.get("parameters") or [])
+            self._run(statement, body["statement"], parameters, min(limits) if limits else None)
             if statement.polls_left > 0:
                 statement.final, statement.state = statement.state, "PENDING"
             self.statements[statement.id] = statement
             return JSONResponse(self._response(statement))
         return await self._guard(request, action)
 
-    def _run(self, statement: Statement, sql: str, parameters: list[dict[str, Any]]) -> None:
+    def _check_parameters(self, parameters: list[dict[str, Any]]) -> None:
+        """Native parameters: at most 255 markers and 1 MB of values per statement."""
+        self.statement_parameters.append(len(parameters))
+        if len(parameters) > MAX_PARAMETERS:
+            raise ApiError(400, "BAD_REQUEST", f"Parameterized query has too many parameters: "
+                           f"{len(parameters)} parameters were given but the limit is {MAX_PARAMETERS}.")
+        size = sum(len(str(p.get("value") or "").encode("utf-8")) for p in parameters)
+        if size > MAX_PARAMETER_BYTES:
+            raise ApiError(400, "BAD_REQUEST", f"Parameterized query values are {size} bytes but the limit "
+                           f"is {MAX_PARAMETER_BYTES}.")
+
+    def _run(self, statement: Statement, sql: str, parameters: list[dict[str, Any]],
+             row_limit: int | None = None) -> None:
         types = {p["name"]: p.get("type", "STRING").upper() for p in parameters}
         values = {p["name"]: _value(p.get("value"), types[p["name"]]) for p in parameters}
         try:
@@ -262,25 +318,45 @@ class DatabricksStandin(BackgroundServer):
             with self._lock:
                 if re.match(r"\s*MERGE\b", sql, flags=re.I):
                     target = re.match(r'\s*MERGE\s+INTO\s+([^\s]+)', translated, flags=re.I).group(1)
+                    self._check_one_source_row_per_target(translated, used)
                     before = self.db.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
                     affected = self.db.execute(translated, used).fetchone()[0]
                     after = self.db.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
                     inserted = after - before
-                    statement.columns = [_column(n, "LONG", i) for i, n in enumerate(
+                    statement.columns = [_column(n, "BIGINT", i) for i, n in enumerate(
                         ["num_affected_rows", "num_updated_rows", "num_deleted_rows", "num_inserted_rows"])]
                     statement.rows = [[str(affected), str(affected - inserted), "0", str(inserted)]]
                 else:
                     cursor = self.db.execute(translated, used)
                     description = cursor.description or []
                     rows = cursor.fetchall() if description else []
-                    statement.columns = [_column(d[0], TYPE_NAMES.get(str(d[1]).split("(")[0], "STRING"), i)
-                                         for i, d in enumerate(description)]
+                    statement.columns = [_column(d[0], str(d[1]), i) for i, d in enumerate(description)]
+                    if row_limit is not None and len(rows) > row_limit:
+                        rows, statement.truncated = rows[:row_limit], True
                     statement.rows = [[_text(v) for v in row] for row in rows]
             statement.state = "SUCCEEDED"
         except (duckdb.Error, ApiError) as exc:
             message = exc.message if isinstance(exc, ApiError) else str(exc).splitlines()[0]
             statement.state = "FAILED"
             statement.error = {"error_code": "BAD_REQUEST", "message": message}
+
+    def _check_one_source_row_per_target(self, merge: str, values: dict[str, Any]) -> None:
+        """Delta fails a MERGE in which several source rows match one target row (DuckDB would not)."""
+        head = re.match(r"\s*MERGE\s+INTO\s+(\S+)\s+(?:AS\s+)?(\w+)\s+USING\s*\(", merge, flags=re.I)
+        if not head:
+            return
+        close = _closing_parenthesis(merge, head.end() - 1)
+        tail = re.match(r"\s*(?:AS\s+)?(\w+)\s+ON\s+(.*?)\s+WHEN\s", merge[close + 1:], flags=re.I | re.S)
+        if not tail:
+            return
+        target, alias = head.group(1), head.group(2)
+        source = merge[head.end():close]
+        doubles = (f"SELECT count(*) FROM (SELECT 1 FROM {target} AS {alias} JOIN ({source}) AS "
+                   f"{tail.group(1)} ON {tail.group(2)} GROUP BY {alias}.rowid HAVING count(*) > 1)")
+        if self.db.execute(doubles, values).fetchone()[0]:
+            raise ApiError(200, "BAD_REQUEST", "[DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE] "
+                           "Cannot perform Merge as multiple source rows matched and attempted to modify the "
+                           "same target row in the Delta table in possibly conflicting ways. SQLSTATE: 21506")
 
     async def _get(self, request: Request) -> Response:
         async def action(request: Request) -> Response:
@@ -333,5 +409,33 @@ class DatabricksStandin(BackgroundServer):
         return await self._guard(request, action)
 
 
-def _column(name: str, type_name: str, position: int) -> dict[str, Any]:
-    return {"name": name, "type_name": type_name, "type_text": type_name, "position": position}
+def _column(name: str, duck_type: str, position: int) -> dict[str, Any]:
+    """A manifest column as Databricks describes it, from a DuckDB result (or SQL) type."""
+    if match := DECIMAL.fullmatch(duck_type):
+        precision, scale = int(match.group(1)), int(match.group(2))
+        return {"name": name, "type_name": "DECIMAL", "type_text": f"DECIMAL({precision},{scale})",
+                "type_precision": precision, "type_scale": scale, "position": position}
+    type_name, type_text = TYPE_NAMES.get(duck_type, ("STRING", "STRING"))
+    column = {"name": name, "type_name": type_name, "type_text": type_text, "position": position}
+    if type_name == "DECIMAL":
+        column.update(type_precision=38, type_scale=0)
+    return column
+
+
+def _closing_parenthesis(sql: str, opening: int) -> int:
+    """The index of the parenthesis that closes the one at `opening`, past quoted text."""
+    depth, index, quote = 0, opening, ""
+    while index < len(sql):
+        char = sql[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    raise ApiError(200, "PARSE_SYNTAX_ERROR", "[PARSE_SYNTAX_ERROR] Syntax error: unbalanced parentheses")
