@@ -199,6 +199,7 @@ def rate_limit_reset(headers: Any) -> float | None:
             except ValueError:
                 continue
             kind = name.removeprefix("anthropic-ratelimit-").removesuffix("-reset")
+            reset = reset if reset.tzinfo else reset.replace(tzinfo=UTC)
             waits[kind] = max(0.0, (reset - datetime.now(UTC)).total_seconds())
     if not waits:
         return None
