@@ -61,6 +61,8 @@ class DatabricksConnection(ConnectorBlock):
     host: str = Field(description="Workspace URL, e.g. https://adb-123.azuredatabricks.net")
     token: SecretStr = Field(description="Personal access token")
     warehouse_id: str | None = Field(default=None, description="SQL warehouse id")
+    retry_timeout_seconds: int = Field(default=90, ge=1, description="How long one request is retried "
+                                       "while the host does not answer (or answers 429/503)")
 
 
 class WebFetchSettings(ConnectorBlock):
