@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import time
 from collections.abc import Iterator
@@ -133,3 +134,67 @@ def test_pipeline_collects_pages_and_quarantines_failures(prefect_api: None, sit
     assert_every_record_once(tmp_path / "out", summary)
     quarantined = pd.read_parquet(tmp_path / "out" / "quarantined.parquet")
     assert "not a web page" in quarantined[REASON].iloc[0]
+
+
+FRENCH = "La crème était « naïve » et très légère, comme une mousse au café. "
+POLISH = "Mistrz kuchni w Łodzi podał żurek, pierogi i gołąbki. "
+
+
+def legacy_html(title: str, paragraph: str, head: str = "") -> str:
+    body = paragraph * 3
+    return (f"<html><head>{head}<title>{title}</title></head><body><nav>Home | About</nav>"
+            f"<article><h1>{title}</h1><p>{body}</p><p>{body}</p></article></body></html>")
+
+
+def fetch_one(tmp_path: Path, url: str) -> dict:
+    read = open_source(web_source_uri(str(write_urls(tmp_path, [url])), None)).read()
+    assert read.rejects == []
+    [record] = read.records
+    return record
+
+
+@pytest.mark.parametrize(("name", "content_type", "head", "encoding", "title", "paragraph"), [
+    # The HTTP charset alone: trafilatura guessed cp1250 ("naďve crčme") and replaced Polish with U+FFFD.
+    ("header-latin1", "text/html; charset=iso-8859-1", "", "latin-1", "Crème brûlée", FRENCH),
+    ("header-1250", "text/html; charset=windows-1250", "", "cp1250", "Łódź", POLISH),
+    # The HTTP charset wins over a <meta> that says otherwise.
+    ("header-beats-meta", "text/html; charset=windows-1250", '<meta charset="iso-8859-1">', "cp1250",
+     "Łódź", POLISH),
+    # No HTTP charset: the <meta> one (a guard: the old guess read it too), or a guess that prefers
+    # windows-1252 on a tie (the old one read this as cp1250).
+    ("meta-latin1", "text/html", '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">',
+     "latin-1", "Crème brûlée", FRENCH),
+    ("undeclared-latin1", "text/html", "", "latin-1", "Crème brûlée", FRENCH),
+])
+def test_html_in_legacy_encodings(site: WebStandin, tmp_path: Path, allow_loopback: None, name: str,
+                                  content_type: str, head: str, encoding: str, title: str,
+                                  paragraph: str) -> None:
+    url = site.serve_raw(name, content_type, legacy_html(title, paragraph, head).encode(encoding))
+    record = fetch_one(tmp_path, url)
+    assert paragraph.strip() in record["page_text"]
+    assert "\ufffd" not in record["page_text"]
+    assert record["page_title"] == title
+
+
+@pytest.mark.parametrize(("name", "content_type", "body", "expected"), [
+    # Labelled latin-1 but windows-1252, as browsers read it: 0x93/0x94 are curly quotes.
+    ("plain-header", "text/plain; charset=iso-8859-1", "Café “crème” au lait.".encode("cp1252"),
+     "Café “crème” au lait."),
+    ("plain-undeclared", "text/plain", "Café crème et naïveté.".encode("latin-1"), "Café crème et naïveté."),
+    # A byte order mark wins over the HTTP charset (and is not part of the text).
+    ("plain-bom", "text/plain; charset=windows-1252", codecs.BOM_UTF8 + "Café crème.".encode(),
+     "Café crème."),
+])
+def test_plain_text_in_legacy_encodings(site: WebStandin, tmp_path: Path, allow_loopback: None, name: str,
+                                        content_type: str, body: bytes, expected: str) -> None:
+    record = fetch_one(tmp_path, site.serve_raw(name, content_type, body))
+    assert record["page_text"] == expected
+    assert record["page_title"] is None
+
+
+def test_undecodable_bytes_are_replaced_with_a_warning(site: WebStandin, tmp_path: Path,
+                                                      allow_loopback: None) -> None:
+    url = site.serve_raw("plain-garbled", "text/plain", b"Caf\xe9 \x00\x01\x02\xff\xfe\x80\x81 ok")
+    with pytest.warns(UserWarning, match=r"plain-garbled: the page's character encoding is unclear"):
+        record = fetch_one(tmp_path, url)
+    assert record["page_text"].startswith("Caf\ufffd") and record["page_text"].endswith("ok")

@@ -12,6 +12,9 @@ Fetching is careful because URLs come from data, not from the operator:
 - robots.txt is obeyed (urllib.robotparser; unreachable robots.txt means "don't");
 - a time limit covers each whole request (a page that trickles bytes is cut off too), bodies
   stop at `max_bytes`, and only HTML, XHTML and plain text are read;
+- text is decoded the way browsers do (HTML standard): a byte order mark, else the HTTP charset,
+  else (HTML) a `<meta>` charset, else UTF-8, else a guess; bytes that could not be read as text
+  are replaced with U+FFFD and a warning names the page;
 - at most `per_host` requests to one host at a time, and its Crawl-delay is kept.
 Every failure becomes a reject for that record (quarantine), never a failed run.
 """
@@ -19,11 +22,14 @@ Every failure becomes a reject for that record (quarantine), never a failed run.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import concurrent.futures
 import ipaddress
+import re
 import socket
 import time
 import urllib.robotparser
+import warnings
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -42,6 +48,15 @@ TEXT_TYPES = {"text/html", "application/xhtml+xml", "text/plain"}
 REDIRECTS = {301, 302, 303, 307, 308}
 ROBOTS_MAX_BYTES = 512_000
 MAX_CRAWL_DELAY = 10.0
+BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# Codecs that browsers (the WHATWG Encoding Standard) read differently than Python's namesake: pages
+# labelled latin-1 or ascii are windows-1252 in practice (0x80-0x9F are quotes, dashes and €).
+WHATWG_CODECS = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-9": "cp1254", "utf-16": "utf-16-le"}
+NOT_CHARSETS = {"idna", "punycode", "unicode-escape", "raw-unicode-escape"}  # Python text codecs only
+# <meta charset=X>, <meta http-equiv content="...; charset=X">, or XHTML's <?xml encoding="X"?>
+META_CHARSET = re.compile(rb"<(?:meta[^>]*?charset|\?xml[^>]*?encoding)\s*=\s*[\"']?\s*([a-z0-9_.:-]+)",
+                          re.IGNORECASE)
+PRESCAN_BYTES = 1024  # the HTML standard looks for <meta charset> only this far
 T = TypeVar("T")
 
 
@@ -157,18 +172,20 @@ class PageFetcher:
             return await self._page(url)
 
     async def _page(self, url: str) -> Page:
-        final_url, content_type, body = await self._get(url, TEXT_TYPES, self.settings.max_bytes, robots=True)
-        if content_type == "text/plain":
-            text = body.decode("utf-8", errors="replace").strip()
-            title = None
-        else:
-            text, title = await asyncio.to_thread(_extract, body, final_url)
+        final_url, content_type, charset, body = await self._get(url, TEXT_TYPES, self.settings.max_bytes,
+                                                                 robots=True)
+        # In a thread: guessing an encoding and extracting main text both take CPU time.
+        text, title, lossy = await asyncio.to_thread(_read_page, body, content_type, charset, final_url)
+        if lossy:
+            warnings.warn(f"{final_url[:200]}: the page's character encoding is unclear; bytes that are "
+                          "not text in it were replaced with U+FFFD", stacklevel=1)
         if not text:
             raise FetchError("no main text found on the page")
         return Page(final_url, title, text)
 
     async def _get(self, url: str, types: set[str] | None, max_bytes: int,
-                   robots: bool) -> tuple[str, str, bytes]:
+                   robots: bool) -> tuple[str, str, str | None, bytes]:
+        """The final URL, media type, charset of the Content-Type header (if any) and body."""
         current, seen = url, {url}
         for _hop in range(self.settings.max_redirects + 1):
             parts = urlsplit(current)
@@ -188,7 +205,7 @@ class PageFetcher:
                 # The limit covers one whole request (a page that trickles bytes is cut off too),
                 # not the time spent queued behind other requests to the same host.
                 try:
-                    status, location, content_type, body = await asyncio.wait_for(
+                    status, location, content_type, charset, body = await asyncio.wait_for(
                         self._request(current, types, max_bytes), self.settings.timeout_seconds)
                 except TimeoutError:
                     raise FetchError(f"timed out after {self.settings.timeout_seconds:g} s") from None
@@ -201,15 +218,15 @@ class PageFetcher:
                 continue
             if status >= 400:
                 raise FetchError(f"HTTP {status} from {current[:200]}")
-            return current, content_type, body
+            return current, content_type, charset, body
         raise FetchError(f"more than {self.settings.max_redirects} redirects")
 
     async def _request(self, url: str, types: set[str] | None,
-                       max_bytes: int) -> tuple[int, str | None, str, bytes]:
+                       max_bytes: int) -> tuple[int, str | None, str, str | None, bytes]:
         try:
             async with self.client.stream("GET", url) as response:
                 if response.status_code in REDIRECTS or response.status_code >= 400:
-                    return response.status_code, response.headers.get("location"), "", b""
+                    return response.status_code, response.headers.get("location"), "", None, b""
                 content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if types is not None and content_type not in types:
                     raise FetchError(f"content type {content_type or 'unknown'} is not a web page")
@@ -221,7 +238,7 @@ class PageFetcher:
                     body += chunk
                     if len(body) > max_bytes:
                         raise FetchError(f"page is over the {max_bytes:,} byte limit")
-                return response.status_code, None, content_type, bytes(body)
+                return response.status_code, None, content_type, response.charset_encoding, bytes(body)
         except httpx.TimeoutException:
             raise FetchError("timed out waiting for the server") from None
         except httpx.HTTPError as exc:
@@ -240,7 +257,7 @@ class PageFetcher:
     async def _load_robots(self, origin: str, host: HostState) -> None:
         parser = urllib.robotparser.RobotFileParser(f"{origin}/robots.txt")
         try:
-            _, _, body = await self._get(f"{origin}/robots.txt", None, ROBOTS_MAX_BYTES, robots=False)
+            _, _, _, body = await self._get(f"{origin}/robots.txt", None, ROBOTS_MAX_BYTES, robots=False)
             parser.parse(body.decode("utf-8", errors="replace").splitlines())
         except FetchError as exc:
             text = str(exc)
@@ -256,10 +273,93 @@ class PageFetcher:
         host.robots = parser
 
 
-def _extract(body: bytes, url: str) -> tuple[str, str | None]:
+def _codec(label: str | None) -> str | None:
+    """Python's codec for a charset label, as browsers read the label; None if unknown or not a charset."""
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label.strip().strip("\"'")).name
+        b"a".decode(name)  # LookupError for codecs that are not bytes-to-text (base64, zlib, rot13)
+    except UnicodeDecodeError:
+        pass  # a text codec that just needs more bytes (utf-16)
+    except (LookupError, ValueError):
+        return None
+    return None if name in NOT_CHARSETS else WHATWG_CODECS.get(name, name)
+
+
+def _c1_controls(error: UnicodeError) -> tuple[str, int]:
+    # WHATWG windows-1252 maps the five bytes Python's cp1252 leaves undefined to C1 controls.
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start:error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("augment-it-c1", _c1_controls)
+
+
+def _strict(body: bytes, codec: str) -> str | None:
+    try:
+        return body.decode(codec, errors="augment-it-c1" if codec == "cp1252" else "strict")
+    except UnicodeDecodeError:
+        return None
+
+
+def _guess(body: bytes) -> str | None:
+    """charset_normalizer's guess; on a tie windows-1252, the most common undeclared legacy encoding
+    (left alone, it reads short Latin-1 text as cp1250 or cp1006: "naïve crème" → "naďve crčme")."""
+    from charset_normalizer import from_bytes
+
+    sample = body if len(body) <= 20_000 else body[:10_000] + body[-10_000:]
+    results = from_bytes(sample)
+    best = results.best()
+    if best is None:
+        return None
+    tied = [r for r in results if (r.chaos, r.coherence) == (best.chaos, best.coherence)]
+    if any("cp1252" in r.could_be_from_charset for r in tied):
+        return "cp1252"
+    return best.encoding
+
+
+def decode_page(body: bytes, charset: str | None, html: bool) -> tuple[str, bool]:
+    """The page as text, and whether bytes that could not be decoded were replaced with U+FFFD.
+
+    The HTML standard's order: a byte order mark, the HTTP charset, a <meta> charset in the first
+    1024 bytes (HTML only), then UTF-8 and a guess. A declared charset the bytes are not valid in is
+    passed over, so a mislabelled page is guessed rather than filled with replacement characters."""
+    for bom, codec in BOMS:
+        if body.startswith(bom):
+            try:
+                return body[len(bom):].decode(codec), False
+            except UnicodeDecodeError:
+                return body[len(bom):].decode(codec, errors="replace"), True
+    declared = [_codec(charset)]
+    if html and (meta := META_CHARSET.search(body[:PRESCAN_BYTES])):
+        codec = _codec(meta.group(1).decode("ascii"))
+        # The standard's rule: a <meta> readable as ASCII cannot truthfully declare UTF-16.
+        declared.append("utf-8" if codec and codec.startswith("utf-16") else codec)
+    candidates = list(dict.fromkeys([*(codec for codec in declared if codec), "utf-8"]))
+    for codec in candidates:
+        if (text := _strict(body, codec)) is not None:
+            return text, False
+    if (guess := _guess(body)) and (text := _strict(body, guess)) is not None:
+        return text, False
+    return body.decode(candidates[0], errors="replace"), True
+
+
+def _read_page(body: bytes, content_type: str, charset: str | None,
+               url: str) -> tuple[str, str | None, bool]:
+    """Main text, title and whether decoding was lossy (see `decode_page`)."""
+    text, lossy = decode_page(body, charset, html=content_type != "text/plain")
+    if content_type == "text/plain":
+        return text.strip(), None, lossy
+    main, title = _extract(text, url)
+    return main, title, lossy
+
+
+def _extract(html: str, url: str) -> tuple[str, str | None]:
     import trafilatura
 
-    document = trafilatura.bare_extraction(body, url=url, with_metadata=True, include_comments=False)
+    # Text, not bytes: given bytes, trafilatura ignores the HTTP charset and guesses the encoding.
+    document = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False)
     if document is None:
         return "", None
     return (document.text or "").strip(), document.title

@@ -7,7 +7,9 @@
   a time limit on the whole fetch stops it; `/huge`: 20 MB of HTML without a Content-Length;
   `/huge-declared`: a Content-Length of 50 MB;
 - `/loop/a` ↔ `/loop/b` redirect to each other; `/chain/{n}` redirects n times before the article;
-- `/to-metadata` redirects to http://169.254.169.254/ (a link-local metadata address).
+- `/to-metadata` redirects to http://169.254.169.254/ (a link-local metadata address);
+- `/raw/{name}`: bytes given to `serve_raw` with exactly the Content-Type given (no charset added),
+  for pages in legacy encodings.
 `max_in_flight` is the most requests the site served at the same time.
 """
 
@@ -42,6 +44,7 @@ class WebStandin(BackgroundServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.paths: list[str] = []
+        self.raw: dict[str, tuple[str, bytes]] = {}
         routes = [
             Route("/robots.txt", self._robots),
             Route("/article/{name}", self._article),
@@ -56,6 +59,7 @@ class WebStandin(BackgroundServer):
             Route("/loop/a", lambda r: RedirectResponse("/loop/b", status_code=302)),
             Route("/loop/b", lambda r: RedirectResponse("/loop/a", status_code=302)),
             Route("/chain/{n:int}", self._chain),
+            Route("/raw/{name}", self._raw),
             Route("/to-metadata", lambda r: RedirectResponse("http://169.254.169.254/latest/meta-data/",
                                                              status_code=302)),
         ]
@@ -77,6 +81,16 @@ class WebStandin(BackgroundServer):
 
     def url_for(self, path: str) -> str:
         return f"{self.url}{path}"
+
+    def serve_raw(self, name: str, content_type: str, body: bytes) -> str:
+        """Serve `body` at /raw/{name} with this Content-Type header; returns its URL."""
+        self.raw[name] = (content_type, body)
+        return self.url_for(f"/raw/{name}")
+
+    async def _raw(self, request: Request) -> Response:
+        content_type, body = self.raw[request.path_params["name"]]
+        # Set as a header, not media_type: Starlette would append "; charset=utf-8" to text/*.
+        return Response(body, headers={"content-type": content_type})
 
     async def _robots(self, request: Request) -> Response:
         text = "User-agent: *\nDisallow: /private/\n"
