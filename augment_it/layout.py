@@ -13,7 +13,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 
-from augment_it.records import to_storable
+from augment_it.records import plain, to_storable
 
 WORK_DIR = ".augment"
 
@@ -94,11 +94,18 @@ def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
         elif fmt == "csv":
             handle.write(storable.to_csv(index=False).encode("utf-8"))
         elif fmt == "jsonl":
-            text = storable.to_json(orient="records", lines=True, force_ascii=False)
-            handle.write(text.encode("utf-8"))
+            handle.write(_jsonl(storable).encode("utf-8"))
         else:
             raise ValueError(f"unknown output format {fmt!r}: use parquet, csv or jsonl")
     fs.mv(tmp, path)
+
+
+def _jsonl(frame: pd.DataFrame) -> str:
+    """One JSON object a line. Not `DataFrame.to_json`: it cuts floats to 10 significant digits
+    and writes timestamps as epoch milliseconds; here floats keep every digit and times are ISO."""
+    rows = frame.to_dict(orient="records")
+    return "".join(json.dumps(plain(row, strict_json=True), ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":"), default=str) + "\n" for row in rows)
 
 
 def read_frame(url: str) -> pd.DataFrame:

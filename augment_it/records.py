@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from augment_it.errors import UserInputError
@@ -17,6 +20,8 @@ ROW = "_row"  # 1-based position in the source, used to name a record in every e
 REASON = "_reason"  # why a record was quarantined or failed
 AI_STATUS = "_ai_status"  # ok | failed | skipped
 SYSTEM_PREFIX = "_"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer
 
 
 class InputError(UserInputError):
@@ -25,7 +30,9 @@ class InputError(UserInputError):
 
 def content_id(record: dict[str, Any]) -> str:
     """A stable id from a record's content: the same fields and values give the same id."""
-    canonical = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    # Plain values first: a missing value hashes alike whether pandas held it as None, NaN or NA
+    # (which depends on the other rows), so a record's id depends on its own content only.
+    canonical = json.dumps(plain(record), sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
@@ -42,6 +49,59 @@ def is_missing(value: Any) -> bool:
     return value is pd.NA or value is pd.NaT
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """A frame of records in which integers stay integers.
+
+    `pd.DataFrame(records)` turns a column of ints with one missing value into floats (1 → 1.0,
+    12345678901234567 → 1.2345678901234568e+16), which then shows up in ids, in type checks and
+    in the export. Such columns become nullable Int64, or exact Python ints beyond 64 bits.
+    """
+    frame = pd.DataFrame(records)
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_float_dtype(dtype)):
+            continue  # text, dates, or ints pandas holds exactly (none missing)
+        values = [r.get(column) for r in records]
+        present = [v for v in values if not is_missing(v)]
+        ints = [int(v) for v in present if _is_int(v)]
+        if not ints:
+            continue
+        exact = [None if is_missing(v) else int(v) if _is_int(v) else v for v in values]
+        if len(ints) == len(present) and min(ints) >= INT64_MIN and max(ints) <= INT64_MAX:
+            frame[column] = pd.array(exact, dtype="Int64")
+        elif len(ints) == len(present) or (pd.api.types.is_float_dtype(dtype)
+                                           and max(abs(i) for i in ints) > FLOAT_EXACT_INT):
+            frame[column] = pd.Series(exact, index=frame.index, dtype=object)
+    return frame
+
+
+def plain(value: Any, *, strict_json: bool = False) -> Any:
+    """`value` as plain JSON-able Python: numpy scalars and arrays, dates, Decimals unwrapped.
+
+    Dates and times become ISO 8601 text and Decimals their exact text, the way a user writes
+    them. With `strict_json`, non-finite floats become None (JSON cannot carry them).
+    """
+    if isinstance(value, dict):
+        return {str(k): plain(v, strict_json=strict_json) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [plain(v, strict_json=strict_json) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, np.generic):
+        return plain(value.item(), strict_json=strict_json)
+    if isinstance(value, dt.date | dt.time):  # pd.Timestamp is a datetime, a datetime a date
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if strict_json and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
     """Make a frame safe to write as Parquet/CSV: nested or mixed-type columns become JSON text.
 
@@ -56,11 +116,13 @@ def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
         kinds = {type(v) for v in series if not is_missing(v)}
         if kinds <= {str} or not kinds:
             continue
-        out[column] = [None if is_missing(v) else _as_text(v) for v in series]
+        out[column] = [None if is_missing(v) else as_text(v) for v in series]
     return out
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as the text a user would write: dates in ISO 8601, Decimals exact, 1 not 1.0."""
+    value = plain(value)
     if isinstance(value, str):
-        return value
+        return value  # text, or a date or Decimal already written out as the user wrote it
     return json.dumps(value, default=str, ensure_ascii=False)

@@ -7,9 +7,12 @@ mapped back to row indexes, so each quarantined record names its row and field.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
@@ -18,7 +21,17 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from augment_it.deferred_imports import deferring
-from augment_it.records import ID, REASON, ROW, content_id, is_missing, user_fields
+from augment_it.records import (
+    ID,
+    INT64_MAX,
+    INT64_MIN,
+    REASON,
+    ROW,
+    as_text,
+    content_id,
+    is_missing,
+    user_fields,
+)
 from augment_it.sources import SOURCE
 
 FieldType = Literal["string", "integer", "number", "boolean", "date", "url"]
@@ -29,6 +42,39 @@ TYPE_PATTERNS: dict[str, str] = {
     "boolean": r"^(?i:true|false|yes|no|1|0)$",
     "date": r"^\d{4}-\d{2}-\d{2}",
     "url": r"^https?://\S+$",
+}
+
+
+def _integer_problem(text: str) -> str | None:
+    # Integers are stored as 64-bit (Parquet, pandas Int64, the stores' BIGINT); a larger one
+    # would crash the run or lose digits, so its record is quarantined instead.
+    try:
+        fits = INT64_MIN <= int(text) <= INT64_MAX
+    except ValueError:  # past Python's 4300-digit limit for int(): far out of range too
+        fits = False
+    return None if fits else "is out of range for a 64-bit integer"
+
+
+def _number_problem(text: str) -> str | None:
+    return None if math.isfinite(float(text)) else "is out of range for a 64-bit float"
+
+
+def _date_problem(text: str) -> str | None:
+    """A real calendar date, or an ISO 8601 date and time (the pattern only checks the shape)."""
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        detail = str(exc)
+        return "is not a valid date" + ("" if "isoformat" in detail else f" ({detail})")
+    return None
+
+
+# Checks the patterns cannot express, run in Python on values that match their pattern:
+# (name in the validation report, check returning a problem or None).
+VALUE_CHECKS: dict[str, tuple[str, Callable[[str], str | None]]] = {
+    "integer": ("expect_column_values_to_fit_in_64_bits", _integer_problem),
+    "number": ("expect_column_values_to_be_finite", _number_problem),
+    "date": ("expect_column_values_to_be_calendar_dates", _date_problem),
 }
 
 
@@ -57,7 +103,9 @@ def assign_ids(frame: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
     if frame.empty:
         out[ID] = pd.Series(dtype=object)
     elif id_column and id_column in frame.columns:
-        out[ID] = [None if is_missing(v) else str(v).strip() or None for v in frame[id_column]]
+        # as_text, not str: a date id reads 2024-01-05 and a Decimal its exact digits.
+        ids = [None if is_missing(v) else as_text(v).strip() or None for v in frame[id_column]]
+        out[ID] = pd.Series(ids, index=out.index, dtype=object)  # str dtype would turn None into NaN
     elif id_column:
         out[ID] = None  # the missing column is reported by validation
     else:
@@ -77,6 +125,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema) -> ValidationRes
     text = _text_view(frame, [ID, *present])
     suite = _build_suite(schema, present)
     results = _run_suite(text, suite)
+    results += _check_values(text, schema, present, results)
 
     for column in missing:
         known = ", ".join(c for c in frame.columns if not c.startswith("_"))
@@ -89,11 +138,11 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema) -> ValidationRes
     bad = sorted(reasons)
     quarantined = frame.iloc[bad].copy()
     # A quarantined record without a usable id still needs one to be traced by.
-    quarantined[ID] = [i if i is not None else content_id(user_fields(r))
+    quarantined[ID] = [content_id(user_fields(r)) if is_missing(i) else i
                        for i, r in zip(quarantined[ID], quarantined.to_dict(orient="records"), strict=True)]
     quarantined[REASON] = [f"{where[i]}: " + "; ".join(reasons[i]) for i in bad]
     valid = _coerce(frame.drop(index=bad), schema)
-    summary = [{k: v for k, v in r.items() if k != "rows"} for r in results]
+    summary = [{k: v for k, v in r.items() if k not in ("rows", "problems")} for r in results]
     summary += [{"expectation": "expect_column_to_exist", "column": c, "success": False,
                  "unexpected_count": len(frame)} for c in missing]
     return ValidationResult(valid.reset_index(drop=True), quarantined.reset_index(drop=True), summary)
@@ -109,12 +158,32 @@ def _reason(result: dict[str, Any], text: pd.DataFrame, index: int, schema: Reco
     if kind.endswith("not_be_null"):
         return f"required field '{column}' is empty"
     value = text.at[index, column]
+    if "problems" in result:
+        return f"field '{column}' = {value!r} {result['problems'][index]}"
     return f"field '{column}' = {value!r} is not a valid {schema.types.get(column)}"
+
+
+def _check_values(text: pd.DataFrame, schema: RecordSchema, present: list[str],
+                  results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The VALUE_CHECKS, on values of their declared type that passed its pattern."""
+    failed = {(r["column"], i) for r in results for i in r["rows"]}
+    checks = []
+    for column, kind in schema.types.items():
+        if column not in present or kind not in VALUE_CHECKS:
+            continue
+        name, check = VALUE_CHECKS[kind]
+        problems = {}
+        for index, value in enumerate(text[column]):
+            if value is not None and (column, index) not in failed and (problem := check(value)):
+                problems[index] = problem
+        checks.append({"expectation": name, "column": column, "success": not problems,
+                       "unexpected_count": len(problems), "rows": list(problems), "problems": problems})
+    return checks
 
 
 def _text_view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
-        {c: [None if is_missing(v) else str(v).strip() for v in frame[c]] for c in columns},
+        {c: [None if is_missing(v) else as_text(v).strip() for v in frame[c]] for c in columns},
         dtype=object,
     )
 
@@ -180,7 +249,7 @@ def _run_suite(text: pd.DataFrame, expectations: list[Any]) -> list[dict[str, An
 
 
 def _coerce(frame: pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:
-    """Give validated columns their declared types (every value is known to parse)."""
+    """Give validated columns their declared types (every value is known to parse and fit)."""
     out = frame.copy()
     for column, kind in schema.types.items():
         if column not in out.columns:

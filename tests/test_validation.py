@@ -47,3 +47,28 @@ def test_missing_id_column_quarantines_every_row_saying_why() -> None:
     result = validate_records(frame([{"name": "Ada"}, {"name": "Grace"}]), RecordSchema(id_column="id"))
     assert result.valid.empty and len(result.quarantined) == 2
     assert "column 'id' is missing from the source (it has: name)" in result.quarantined[REASON][0]
+
+
+def test_numbers_beyond_a_64_bit_float_are_quarantined_naming_the_field() -> None:
+    result = validate_records(frame([{"id": "1", "x": "1e999"}, {"id": "2", "x": "-2.5e10"}]),
+                              RecordSchema(id_column="id", types={"x": "number"}))
+    assert list(result.valid["x"]) == [-2.5e10]
+    assert list(result.quarantined[REASON]) == [
+        "f.csv:2: field 'x' = '1e999' is out of range for a 64-bit float"]
+    checks = {e["expectation"]: e for e in result.expectations}
+    assert checks["expect_column_values_to_be_finite"]["unexpected_count"] == 1
+    assert "rows" not in checks["expect_column_values_to_be_finite"]
+
+
+def test_integers_must_fit_in_64_bits_to_the_last_value() -> None:
+    huge = "9" * 5000  # past Python's digit limit for int()
+    result = validate_records(
+        frame([{"id": "1", "n": "-9223372036854775808"}, {"id": "2", "n": "-9223372036854775809"},
+               {"id": "3", "n": huge}]),
+        RecordSchema(id_column="id", types={"n": "integer"}),
+    )
+    assert list(result.valid["n"]) == [-(2**63)]
+    assert list(result.quarantined[REASON]) == [
+        "f.csv:3: field 'n' = '-9223372036854775809' is out of range for a 64-bit integer",
+        f"f.csv:4: field 'n' = '{huge}' is out of range for a 64-bit integer",
+    ]

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from augment_it.records import REASON, ROW, InputError
+from augment_it.records import REASON, ROW, InputError, records_frame
 
 SOURCE = "_source"  # where a record came from, e.g. "companies.csv:5", for error messages
 
@@ -26,7 +26,8 @@ class SourceRead:
         self.rejects.append({ROW: row, SOURCE: source, REASON: reason, **raw})
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return pd.DataFrame(self.records), pd.DataFrame(self.rejects)
+        # Not pd.DataFrame(records): it makes floats of integer columns with a missing value.
+        return records_frame(self.records), records_frame(self.rejects)
 
 
 class Source(Protocol):
