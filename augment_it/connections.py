@@ -160,25 +160,3 @@ def store_key_for(record: Mapping[str, Any], location: str) -> Any:
     if is_missing(key) or not read_from(record, location):
         return None
     return key
-
-
-def plain(value: Any) -> Any:
-    """A value as JSON-ready Python: NaN/NA → None, numpy scalars → int/float/bool, arrays → lists."""
-    from augment_it.records import is_missing
-
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        return plain(value.tolist())
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    try:
-        if is_missing(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        return value.item()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value

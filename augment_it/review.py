@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from augment_it.layout import RunLayout, read_frame, read_json
-from augment_it.records import AI_STATUS, ID, is_missing
+from augment_it.records import AI_STATUS, ID, plain
 
 REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
 REVIEW_COMMENT = "review_comment"
@@ -209,7 +209,7 @@ def apply_decision(frame: pd.DataFrame,
             out[edit.field] = out[edit.field].astype(object)
         out.at[index, edit.field] = after
         audit.append({"id": edit.id, "action": "edit", "field": edit.field,
-                      "before": _plain(before), "after": after,
+                      "before": plain(before), "after": after,
                       "reviewer": decision.reviewer, "source": decision.source, "at": when})
     for record_id, status, reviewer, comment in zip(out[ID], out[REVIEW_STATUS], by, comments, strict=True):
         audit.append({"id": record_id, "action": status, "reviewer": reviewer, "comment": comment,
@@ -226,10 +226,3 @@ def review_report(decision: ReviewDecision) -> dict[str, Any]:
         "auto_approved": len(decision.auto_approved_ids), "rejected_ids": len(decision.reject_ids),
         "edits": len(decision.edits),
     }
-
-
-def _plain(value: Any) -> Any:
-    """A value as JSON can hold it: numpy scalars as Python ones, missing as None."""
-    if hasattr(value, "item") and not isinstance(value, list | dict | str):
-        value = value.item() if getattr(value, "ndim", 0) == 0 else value.tolist()
-    return None if not isinstance(value, list) and is_missing(value) else value

@@ -26,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from augment_it.connections import StoreURI, load_settings, plain, store_key_for
+from augment_it.connections import StoreURI, load_settings, store_key_for
 from augment_it.errors import UserInputError
-from augment_it.records import is_missing, to_storable
+from augment_it.records import is_missing, plain, to_storable
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.databricks import (
     DatabricksAccessError,
@@ -154,7 +154,7 @@ class DatabricksTableSink:
             if is_missing(key):
                 counts.fail(1, f"{row.get('_id')}: no value in key column {self.key!r}")
                 continue
-            rows.append((plain(key), [plain(row[f]) for f in fields]))
+            rows.append((plain(key, strict_json=True), [plain(row[f], strict_json=True) for f in fields]))
         if not rows:
             return counts.as_dict()
         key_type = sql_type([k for k, _ in rows])

@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from augment_it.connections import STORE_KEY, plain, store_key_for
+from augment_it.connections import STORE_KEY, store_key_for
 from augment_it.errors import UserInputError
-from augment_it.records import is_missing
+from augment_it.records import is_missing, plain
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
 
@@ -32,7 +32,7 @@ REJECTED_WHOLE = {400, 422}  # validation: NocoDB refused the request before wri
 
 
 def _key_value(value: Any) -> Any:
-    value = plain(value)
+    value = plain(value, strict_json=True)
     # A key column read back through Parquet may have become float (1.0) or text ("1").
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -58,7 +58,7 @@ class NocoDBSink:
             self._check_table(client, table_id)
             updates, creates = [], []
             for row in records.to_dict(orient="records"):
-                values = {f: plain(row[f]) for f in fields if f != key}
+                values = {f: plain(row[f], strict_json=True) for f in fields if f != key}
                 pk = self._primary_key(row, table_id)
                 if pk is None:
                     creates.append(values)
