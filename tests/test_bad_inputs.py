@@ -14,6 +14,7 @@ from tests.pipeline import assert_every_record_once, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 BAD = DATA / "bad"
+ODD = DATA / "odd"
 TEMPLATE = EXAMPLES / "templates" / "company-profile.yaml"
 PLAIN = BAD / "plain.yaml"
 NO_MODEL = ProcessSettings(provider="none")
@@ -33,6 +34,9 @@ def plain_template() -> None:
     ("duplicate-ids.csv", "id", ["1", "1"], "duplicate id '1'"),
     ("notes-broken", "id", [None], "broken.md: front matter is not valid YAML"),
     ("records.jsonl", "id", [None, None], "records.jsonl:2: not valid JSON"),
+    (ODD / "nested-latin1.jsonl", "id", [None, None, None], "field 'tags' is not valid UTF-8"),
+    (ODD / "stray-quote.csv", "id", [None, None], "stray-quote.csv line 3: ',' expected after"),
+    (ODD / "notes-odd", "id", [None, None], "list-front-matter.md: front matter must be a mapping"),
 ])
 def test_bad_rows_are_quarantined_with_a_reason(source: str, id_column: str, quarantined: list,
                                                 reason: str, tmp_path: Path) -> None:
@@ -49,6 +53,7 @@ def test_bad_rows_are_quarantined_with_a_reason(source: str, id_column: str, qua
 @pytest.mark.parametrize(("source", "message"), [
     ("empty.csv", "is empty: no header and no records"),
     ("alias-bomb.yaml", "alias bomb"),
+    (ODD / "latin1-header.csv", "latin1-header.csv: header column 2 ('na\ufffdme') is not valid UTF-8"),
 ])
 def test_unreadable_sources_stop_with_one_clear_sentence(source: str, message: str, tmp_path: Path) -> None:
     state = run_pipeline(BAD / source, PLAIN, tmp_path, settings=NO_MODEL)
@@ -82,3 +87,19 @@ def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> No
     assert result.exit_code == 2
     line = next(line for line in result.output.splitlines() if line.startswith("error:"))
     assert str(missing) in line and "does not exist" in line
+
+
+@pytest.mark.parametrize(("source", "ids"), [
+    (ODD / "stray-quote.csv", ["1", "3", "5"]),
+    (ODD / "line-separators.jsonl", ["1", "2", "4"]),
+    (ODD / "multi-document.yaml", ["1", "2", "3"]),
+    (ODD / "wrapped.json", ["1", "2"]),
+    (ODD / "semicolon.csv", ["1", "2"]),
+    (ODD / "excel-trailing-comma.csv", ["1", "2"]),
+    (ODD / "yaml-1.1.yaml", ["007", "008"]),
+])
+def test_odd_but_readable_files_lose_no_record(source: Path, ids: list[str], tmp_path: Path) -> None:
+    state = run_pipeline(source, PLAIN, tmp_path, id_column="id", settings=NO_MODEL)
+    assert state.is_completed(), state.message
+    outcomes = assert_every_record_once(tmp_path, state.result())
+    assert sorted(i for name in ("exported", "rejected", "failed") for i in outcomes[name]) == ids

@@ -91,3 +91,136 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
         open_source(str(tmp_path / "a.xlsx"))
     with pytest.raises(InputError, match="does not exist"):
         open_source(str(tmp_path / "nope.csv"))
+
+
+ODD = DATA / "odd"
+
+
+def storable(value: object) -> bool:
+    """Nothing a source hands on may hold a lone surrogate: UTF-8 storage (Parquet) refuses it."""
+    json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    return True
+
+
+def test_latin1_header_refuses_the_file_naming_the_column() -> None:
+    with pytest.raises(InputError, match=r"latin1-header.csv: header column 2 \('na\ufffdme'\) is not "
+                                         r"valid UTF-8 \(byte 0xe9\); save the file as UTF-8"):
+        read(ODD / "latin1-header.csv")
+
+
+def test_invalid_text_in_nested_values_and_field_names_is_quarantined() -> None:
+    result = read(ODD / "nested-latin1.jsonl")
+    assert [r["id"] for r in result.records] == ["2"]
+    assert [r[REASON] for r in result.rejects] == [
+        "nested-latin1.jsonl:1: field 'tags' is not valid UTF-8 (byte 0xe9 at tags[0] char 3)",
+        "nested-latin1.jsonl:3: field 'contact' is not valid UTF-8 (lone surrogate \\ud800 at "
+        "contact.note char 0)",
+        "nested-latin1.jsonl:4: field name 'n\ufffdme' is not valid UTF-8 (byte 0xe4 at char 1)",
+    ]
+    assert all(storable(r) for r in result.rejects)
+    assert "Jos\ufffd" in result.rejects[0]["raw"]
+
+
+def test_a_bad_csv_line_is_rejected_alone_and_reading_goes_on() -> None:
+    result = read(ODD / "stray-quote.csv")
+    assert [r["id"] for r in result.records] == ["1", "3", "5"]
+    assert [(r[SOURCE], r[REASON], r["raw"]) for r in result.rejects] == [
+        ("stray-quote.csv:3", "stray-quote.csv line 3: ',' expected after '\"'", '2,"Borealis"x\n'),
+        ("stray-quote.csv:5", "stray-quote.csv line 5: unexpected end of data (a quote opened on this "
+                              "line is never closed)", '4,"Delta\n')]
+    assert [r[SOURCE] for r in result.records] == ["stray-quote.csv:2", "stray-quote.csv:4",
+                                                   "stray-quote.csv:6"]
+
+
+def test_a_field_longer_than_the_csv_module_default_is_read(tmp_path: Path) -> None:
+    long = "x" * 200_000
+    (tmp_path / "wide.csv").write_text(f'id,text\n1,short\n2,"{long}\nstill the field"\n3,short\n')
+    records = read(tmp_path / "wide.csv").records
+    assert [r["id"] for r in records] == ["1", "2", "3"]
+    assert records[1]["text"] == f"{long}\nstill the field"
+
+
+def test_jsonl_lines_end_only_at_newline() -> None:
+    result = read(ODD / "line-separators.jsonl")
+    assert [(r["name"], r[SOURCE]) for r in result.records] == [
+        ("line\u2028separator", "line-separators.jsonl:1"), ("next\u0085line", "line-separators.jsonl:2"),
+        ("para\u2029graph", "line-separators.jsonl:4")]
+    # Raw control characters are not JSON, but they cost only their own line, kept whole.
+    assert [(r[SOURCE], r["raw"]) for r in result.rejects] == [
+        ("line-separators.jsonl:3", '{"id": "3", "name": "tab\x0bform\x0cfile\x1cgroup\x1drecord\x1e"}')]
+
+
+def test_a_wrapped_json_document_is_unwrapped(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"under 'records'; ignoring the other top-level keys \(total\)"):
+        result = read(ODD / "wrapped.json")
+    assert [(r["id"], r["name"], r[SOURCE]) for r in result.records] == [
+        ("1", "Acme", 'wrapped.json["records"][0]'), ("2", "Borealis", 'wrapped.json["records"][1]')]
+    (tmp_path / "data.yaml").write_text("data:\n  - {id: a}\n  - oops\n")
+    result = read(tmp_path / "data.yaml")
+    assert [r["id"] for r in result.records] == ["a"]
+    assert result.rejects[0][REASON] == 'data.yaml["data"][1]: expected an object of fields, got str'
+    # A plain object is still one record.
+    (tmp_path / "one.json").write_text('{"id": "x", "tags": ["a", "b"]}')
+    assert [(r["id"], r["tags"]) for r in read(tmp_path / "one.json").records] == [("x", ["a", "b"])]
+
+
+def test_every_yaml_document_is_read() -> None:
+    records = read(ODD / "multi-document.yaml").records
+    assert [(r["id"], r["name"], r[SOURCE]) for r in records] == [
+        ("1", "Acme", "multi-document.yaml document 1"),
+        ("2", "Borealis", "multi-document.yaml document 2[0]"),
+        ("3", "Cobalt", "multi-document.yaml document 2[1]")]
+    assert [r[ROW] for r in records] == [1, 2, 3]
+
+
+def test_yaml_scalars_follow_yaml_1_2() -> None:
+    first, second = read(ODD / "yaml-1.1.yaml").records
+    assert {k: first[k] for k in ("id", "zip", "country", "active", "mode", "time", "born")} == {
+        "id": "007", "zip": "01234", "country": "NO", "active": "yes", "mode": "on", "time": "1:30",
+        "born": "2024-01-05"}
+    assert (first["n"], first["ratio"], first["flag"]) == (12, 0.5, True)
+    assert (second["id"], second["active"], second["mode"]) == ("008", "no", "off")
+    assert (second["n"], second["ratio"], second["flag"]) == (-3, 1000.0, False)
+
+
+def test_markdown_front_matter_is_a_mapping_that_keeps_body_and_file() -> None:
+    result = read(ODD / "notes-odd")
+    assert [(r["id"], r["country"], r["zip"], r["body"]) for r in result.records] == [
+        ("007", "NO", "01234", "Kept as written.")]
+    assert sorted(r[REASON] for r in result.rejects) == [
+        "body-clash.md: front matter sets 'body', reserved for the note's own text (body) and path "
+        "(file); rename it in the front matter",
+        "list-front-matter.md: front matter must be a mapping of fields, got list"]
+
+
+def test_csv_delimiter_is_sniffed_from_the_header(tmp_path: Path) -> None:
+    records = read(ODD / "semicolon.csv").records
+    assert [(r["id"], r["name"], r["city"]) for r in records] == [
+        ("1", "Acme", "Oslo; Norway"), ("2", "Borealis", "Bergen")]
+    assert [r["name"] for r in read(ODD / "tab-separated.csv").records] == ["Acme", "Borealis"]
+    # A comma in the header keeps comma, whatever the values hold.
+    (tmp_path / "c.csv").write_text('id,name\n1,"a;b;c"\n')
+    assert read(tmp_path / "c.csv").records[0]["name"] == "a;b;c"
+    (tmp_path / "t.tsv").write_text("id\tname;x\n1\ta,b\n")
+    assert read(tmp_path / "t.tsv").records[0]["name;x"] == "a,b"
+
+
+def test_empty_trailing_columns_are_dropped_and_filled_ones_refused() -> None:
+    with pytest.warns(UserWarning, match="dropped 1 unnamed column"):
+        records = read(ODD / "excel-trailing-comma.csv").records
+    assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in records] == [
+        {"id": "1", "name": "Acme"}, {"id": "2", "name": "Borealis"}]
+    with pytest.raises(InputError, match="header has empty column names but line 3 has values"):
+        read(ODD / "trailing-column-with-values.csv")
+
+
+def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = 2**53 + 1
+    pq.write_table(pa.table({"id": pa.array([1, None, big], pa.int64()), "name": ["a", "b", "c"]}),
+                   tmp_path / "ids.parquet")
+    records = read(tmp_path / "ids.parquet").records
+    assert [r["id"] for r in records] == [1, None, big]
+    assert all(type(r["id"]) is int for r in records if r["id"] is not None)

@@ -1,22 +1,47 @@
-"""File sources: CSV, JSON (array), JSONL, YAML (list of mappings), Markdown folders, Parquet."""
+"""File sources: CSV, TSV, JSON, JSONL, YAML, Markdown folders, Parquet.
+
+- CSV: comma-separated unless the header line has no comma outside quotes and does have `;`, a
+  tab or `|`, which is then the delimiter. Trailing unnamed header columns (Excel's `id,name,`)
+  are dropped when every row leaves them empty. A row the csv module cannot parse is rejected
+  with its line number and reading goes on with the next line.
+- JSON: an array of objects; an object holding exactly one list of objects (`{"records": […]}`,
+  `{"data": […], "total": 2}`) is unwrapped to those objects, its other keys are ignored; any
+  other object is one record.
+- JSONL: one object per line; only "\\n" ends a line, so U+2028 and friends inside a string do not.
+- YAML: like JSON; several `---` documents are read in turn (a list gives its items, a mapping
+  one record). Scalars follow YAML 1.2's core schema: `NO`, `on`, `yes` stay strings, `007` and
+  `01234` stay strings as written, `2024-01-05` stays a string (no timestamps).
+- Markdown: one record per note, its front matter (a mapping) plus `body` and `file`; a note
+  whose front matter is not a mapping, or itself sets `body` or `file`, is rejected.
+- Parquet: values as Python objects, so integer columns with nulls stay integers.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
+import warnings
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import frontmatter
-import pandas as pd
+import pyarrow.parquet as pq
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 from augment_it.layout import filesystem
 from augment_it.records import ROW, InputError
 from augment_it.sources import SOURCE, SourceRead
 
 MAX_YAML_NODES = 1_000_000  # an alias bomb expands far past this; a real list of records does not
+NOTE_FIELDS = ("body", "file")  # set on every Markdown record from the note itself
+SNIFFED_DELIMITERS = ";\t|"
+# Undecodable bytes become U+DC80..U+DCFF (surrogateescape); JSON can also spell lone surrogates.
+# Neither can be stored as UTF-8, so a record holding one is quarantined.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def open_file_source(uri: str) -> FileSource:
@@ -70,14 +95,41 @@ def _read_text(uri: str) -> str:
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
+def _bad_char(text: str, index: int) -> str:
+    code = ord(text[index])
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"byte 0x{code - 0xDC00:02x}"
+    return f"lone surrogate \\u{code:04x}"
+
+
+def _surrogate_in(value: Any, path: str) -> tuple[str, str, int] | None:
+    """(where, text, index) of the first undecodable character in a value, nested ones too."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return (path, value, found.start()) if found else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (found := _SURROGATE.search(key)):
+                return (f"{path} (a field name)", key, found.start())
+            if hit := _surrogate_in(item, f"{path}.{key}"):
+                return hit
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if hit := _surrogate_in(item, f"{path}[{index}]"):
+                return hit
+    return None
+
+
 def _invalid_field(record: dict[str, Any]) -> str | None:
     for key, value in record.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        for index, char in enumerate(text):
-            if "\udc80" <= char <= "\udcff":
-                return f"field '{key}' is not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02x} at char {index})"
-        if isinstance(key, str) and any("\udc80" <= c <= "\udcff" for c in key):
-            return "a field name is not valid UTF-8"
+        if isinstance(key, str) and (found := _SURROGATE.search(key)):
+            return (f"field name '{_printable(key)}' is not valid UTF-8 "
+                    f"({_bad_char(key, found.start())} at char {found.start()})")
+        hit = _surrogate_in(value, str(key))
+        if hit is not None:
+            where, text, index = hit
+            at = f"char {index}" if where == key else f"{where} char {index}"
+            return f"field '{key}' is not valid UTF-8 ({_bad_char(text, index)} at {at})"
     return None
 
 
@@ -88,59 +140,128 @@ def _reject_invalid_text(read: SourceRead) -> None:
         if problem is None:
             kept.append(record)
         else:
-            safe = {k: _printable(v) for k, v in record.items()}
             read.reject(record[ROW], record[SOURCE], f"{record[SOURCE]}: {problem}",
-                        raw=json.dumps(safe, default=str, ensure_ascii=False))
+                        raw=json.dumps(_printable(record), default=str, ensure_ascii=False))
     read.records = kept
 
 
 def _printable(value: Any) -> Any:
+    """The value with every undecodable character (in keys and nested values too) as U+FFFD."""
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
     return value
+
+
+class _Lines:
+    """Lines for csv.reader that remembers the lines of the row being read and can hand some back,
+    so a row the csv module refuses is rejected alone and reading goes on after it."""
+
+    def __init__(self, text: str) -> None:
+        self.pending = deque(io.StringIO(text, newline=""))  # split as csv expects: \n, \r\n or \r
+        self.number = 0  # of the last line handed out
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if not self.pending:
+            raise StopIteration
+        line = self.pending.popleft()
+        self.number += 1
+        self.taken.append(line)
+        return line
+
+    def give_back(self, lines: list[str]) -> None:
+        self.pending.extendleft(reversed(lines))
+        self.number -= len(lines)
+
+
+def _sniff_delimiter(text: str) -> str:
+    """`,` unless the header line has none outside quotes but has `;`, a tab or `|`."""
+    header = re.sub(r'"[^"]*"', "", text.split("\n", 1)[0])
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in SNIFFED_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
     read = SourceRead()
-    lines = io.StringIO(text, newline="")
+    # A field cannot be longer than the file, so this limit never cuts a field (the default 128 KiB
+    # would), and it is only ever raised.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    lines = _Lines(text)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
         raise InputError(f"{name}: the header row cannot be parsed: {exc}") from exc
     header = [h.strip() for h in header]
-    if len(set(header)) != len(header) or any(not h for h in header):
+    for position, column in enumerate(header, start=1):
+        if found := _SURROGATE.search(column):
+            # Every record would carry the broken name; one clear sentence beats a quarantined file.
+            raise InputError(f"{name}: header column {position} ('{_printable(column)}') is not valid "
+                             f"UTF-8 ({_bad_char(column, found.start())}); save the file as UTF-8")
+    width = len(header)
+    while width and not header[width - 1]:
+        width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
+    named = header[:width]
+    if len(set(named)) != len(named) or any(not h for h in named) or not named:
         raise InputError(f"{name}: header has empty or repeated column names: {header}")
     row = 1
     while True:
-        start_line = reader.line_num + 1
+        start_line = lines.number + 1
+        lines.taken = []
         try:
             values = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
             row += 1
-            rest = text.splitlines()[start_line - 1:]
-            read.reject(row, f"{name}:{start_line}", f"{name} line {start_line}: {exc}",
-                        raw="\n".join(rest)[:2000])
-            break
+            taken = lines.taken
+            if not lines.pending and "end of data" in str(exc):
+                # A quote never closed ran to the end of the file: only its own line is bad, the
+                # lines it swallowed are rows of their own.
+                lines.give_back(taken[1:])
+                taken = taken[:1]
+                problem = f"{exc} (a quote opened on this line is never closed)"
+            else:
+                end = f" (to line {lines.number})" if lines.number > start_line else ""
+                problem = f"{exc}{end}"
+            read.reject(row, f"{name}:{start_line}", f"{name} line {start_line}: {problem}",
+                        raw=_printable("".join(taken))[:2000])
+            continue
         row += 1
         if not values:
             continue  # blank line
         where = f"{name}:{start_line}"
-        if len(values) != len(header):
+        if width < len(values) <= len(header):
+            if any(v.strip() for v in values[width:]):
+                raise InputError(f"{name}: header has empty column names but line {start_line} has "
+                                 f"values under them: {header}")
+            values = values[:width]
+        if len(values) != width:
             read.reject(row, where, f"{where}: row has {len(values)} fields, the header has "
-                        f"{len(header)} ({', '.join(header)})", raw=delimiter.join(values))
+                        f"{width} ({', '.join(named)})", raw=_printable(delimiter.join(values)))
             continue
-        record: dict[str, Any] = {h: (v if v != "" else None) for h, v in zip(header, values, strict=True)}
+        record: dict[str, Any] = {h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}
         record[ROW] = row
         record[SOURCE] = where
         read.records.append(record)
+    if width < len(header):
+        warnings.warn(f"{name}: dropped {len(header) - width} unnamed column(s) at the end of the header, "
+                      "empty in every row", stacklevel=3)
     return read
 
 
 def _read_csv(text: str, name: str) -> SourceRead:
-    return _read_delimited(text, name, ",")
+    return _read_delimited(text, name, _sniff_delimiter(text))
 
 
 def _read_tsv(text: str, name: str) -> SourceRead:
@@ -161,13 +282,18 @@ def _read_json(text: str, name: str) -> SourceRead:
     except json.JSONDecodeError as exc:
         raise InputError(f"{name}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}); use .jsonl for one record per line") from exc
-    return _read_items(data, name, "a JSON array of objects")
+    read = SourceRead()
+    _add_items(read, data, name, "a JSON array of objects")
+    return read
 
 
 def _read_jsonl(text: str, name: str) -> SourceRead:
     read = SourceRead()
     row = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085, \x0b, \x0c or
+    # \x1c-\x1e, which JSON allows raw inside strings.
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         row += 1
@@ -183,7 +309,33 @@ def _read_jsonl(text: str, name: str) -> SourceRead:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """safe_load that refuses documents whose aliases expand past MAX_YAML_NODES nodes."""
+    """SafeLoader with YAML 1.2 core-schema scalars, refusing aliases that expand past
+    MAX_YAML_NODES nodes.
+
+    YAML 1.1 (PyYAML's default) reads `NO`, `on` and `yes` as booleans, `01234` as octal, `1:30`
+    as sexagesimal and dates as timestamps; in records these are country codes, zip codes and
+    text, so only `true`/`false`, decimal ints without leading zeros, `0o` octal and decimal
+    floats are resolved, and everything else stays the string it was written as.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] in ("null", "merge")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+)$"), list("-+0123456789"))
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+]?[0-9]+)?
+                    |(?:0|[1-9][0-9]*)[eE][-+]?[0-9]+
+                    |\.[0-9]+(?:[eE][-+]?[0-9]+)?
+                    |\.(?:inf|Inf|INF))
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -200,36 +352,71 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
-def _load_yaml(text: str, name: str) -> Any:
+def _load_yaml(text: str, subject: str) -> list[Any]:
+    """Every document in the text (most files have one), each checked for alias bombs."""
+    if found := _SURROGATE.search(text):
+        # PyYAML refuses the character anyway; say which line, in words a user can act on.
+        line = text.count("\n", 0, found.start()) + 1
+        raise InputError(f"{subject} is not valid UTF-8 ({_bad_char(text, found.start())} on line "
+                         f"{line}); save the file as UTF-8")
     loader = _BoundedLoader(text)
+    documents = []
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise InputError(f"{name}: YAML expands to more than {MAX_YAML_NODES:,} nodes "
-                             "through aliases (an alias bomb?); refusing to load it")
-        return loader.construct_document(node)
+        while loader.check_node():
+            node = loader.get_node()
+            if _expanded_size(node, {}) > MAX_YAML_NODES:
+                raise InputError(f"{subject} expands to more than {MAX_YAML_NODES:,} YAML nodes "
+                                 "through aliases (an alias bomb?); refusing to load it")
+            documents.append(loader.construct_document(node))
     except yaml.YAMLError as exc:
-        raise InputError(f"{name}: not valid YAML: {exc}") from exc
+        raise InputError(f"{subject} is not valid YAML: {exc}") from exc
     finally:
         loader.dispose()
+    return documents
 
 
 def _read_yaml(text: str, name: str) -> SourceRead:
-    return _read_items(_load_yaml(text, name), name, "a YAML list of mappings")
+    documents = [d for d in _load_yaml(text, name) if d is not None]
+    if not documents:
+        raise InputError(f"{name}: expected a YAML list of mappings, the file holds only comments")
+    read = SourceRead()
+    if len(documents) == 1:
+        _add_items(read, documents[0], name, "a YAML list of mappings")
+        return read
+    # `---` separated documents: each a list of records, a wrapper, or one record.
+    for number, document in enumerate(documents, start=1):
+        _add_items(read, document, f"{name} document {number}", "a YAML list of mappings", document=True)
+    return read
 
 
-def _read_items(data: Any, name: str, expected: str) -> SourceRead:
-    """Records from a parsed document: a list of mappings, or one mapping alone."""
+def _records_list(data: dict[str, Any], where: str) -> tuple[str, list[Any]] | None:
+    """The (key, list) of a wrapper object like {"records": [...]}: its only list holding objects,
+    or its only value when that is an empty list."""
+    lists = [(k, v) for k, v in data.items() if isinstance(v, list) and any(isinstance(i, dict) for i in v)]
+    if len(lists) == 1:
+        if others := [str(k) for k in data if k != lists[0][0]]:
+            warnings.warn(f"{where}: reading the records under '{lists[0][0]}'; ignoring the other "
+                          f"top-level keys ({', '.join(others)})", stacklevel=2)
+        return lists[0]
+    if len(data) == 1 and (only := next(iter(data.items())))[1] == []:
+        return only
+    return None
+
+
+def _add_items(read: SourceRead, data: Any, where: str, expected: str, *, document: bool = False) -> None:
+    """Records from one parsed document: a list of mappings, a mapping wrapping one, or one mapping
+    (named `where` when it is one of several YAML documents, `where[0]` when it is the file)."""
+    if isinstance(data, dict) and (wrapped := _records_list(data, where)):
+        where, data = f"{where}[{json.dumps(str(wrapped[0]), ensure_ascii=False)}]", wrapped[1]
+    elif document and not isinstance(data, list):
+        _add_mapping(read, data, len(read.records) + len(read.rejects) + 1, where)  # rejects a scalar
+        return
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise InputError(f"{name}: expected {expected}, got {type(data).__name__}")
-    read = SourceRead()
-    for index, item in enumerate(data, start=1):
-        _add_mapping(read, item, index, f"{name}[{index - 1}]")
-    return read
+        raise InputError(f"{where}: expected {expected}, got {type(data).__name__}")
+    for index, item in enumerate(data):
+        _add_mapping(read, item, len(read.records) + len(read.rejects) + 1, f"{where}[{index}]")
 
 
 def _read_markdown(uri: str) -> SourceRead:
@@ -259,27 +446,52 @@ def _read_markdown(uri: str) -> SourceRead:
 def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
     if not text.strip():
         raise InputError(f"{name}: the file is empty")
+    handler = frontmatter.detect_format(text, frontmatter.handlers)
+    if handler is None:
+        if text.lstrip().startswith("---") and text.count("---") < 2:
+            raise InputError(f"{name}: front matter opened with '---' is never closed")
+        return {}, text.strip()
     try:
-        post = frontmatter.loads(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{name}: front matter is not valid YAML: {exc}") from exc
-    except Exception as exc:  # python-frontmatter raises plain ValueErrors for odd delimiters
-        raise InputError(f"{name}: front matter cannot be read: {exc}") from exc
-    if text.lstrip().startswith("---") and not post.metadata and text.count("---") < 2:
-        raise InputError(f"{name}: front matter opened with '---' is never closed")
-    if not isinstance(post.metadata, dict):
-        raise InputError(f"{name}: front matter must be a mapping of fields")
-    return dict(post.metadata), post.content
+        head, body = handler.split(text)
+    except ValueError as exc:  # a single delimiter line
+        raise InputError(f"{name}: front matter opened with '{handler.START_DELIMITER}' is never "
+                         "closed") from exc
+    if isinstance(handler, YAMLHandler):
+        # Our loader, not python-frontmatter's: YAML 1.2 scalars, alias-bomb check, and a list
+        # is reported instead of dropped.
+        documents = _load_yaml(head, f"{name}: front matter")
+        if len(documents) > 1:
+            raise InputError(f"{name}: front matter holds {len(documents)} YAML documents, not one mapping")
+        meta = documents[0] if documents else None
+    else:
+        try:
+            meta = handler.load(head)
+        except Exception as exc:  # TOML and JSON front matter raise their own error types
+            raise InputError(f"{name}: front matter cannot be read: {exc}") from exc
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise InputError(f"{name}: front matter must be a mapping of fields, got {type(meta).__name__}")
+    meta = {str(k): v for k, v in meta.items()}
+    if clash := [k for k in NOTE_FIELDS if k in meta]:
+        # `body` and `file` are the note's own text and path; overwriting either would lose data.
+        raise InputError(f"{name}: front matter sets {' and '.join(repr(k) for k in clash)}, reserved "
+                         "for the note's own text (body) and path (file); rename it in the front matter")
+    return meta, body.strip()
 
 
 def _read_parquet(uri: str, name: str) -> SourceRead:
     fs, path = filesystem(uri)
     try:
         with fs.open(path, "rb") as handle:
-            frame = pd.read_parquet(handle)
+            # Python objects, not a pandas frame: int64 columns with nulls would become float64
+            # there (ids "1.0", and 2**53 + 1 rounded). No Arrow threads: with them the process
+            # sometimes aborts at exit ("terminate called without an active exception",
+            # apache/arrow#34314), and a source file is read once.
+            rows = pq.read_table(handle, use_threads=False, pre_buffer=False).to_pylist()
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{name}: not a readable Parquet file: {exc}") from exc
     read = SourceRead()
-    for row, record in enumerate(frame.to_dict(orient="records"), start=1):
+    for row, record in enumerate(rows, start=1):
         read.records.append({**record, ROW: row, SOURCE: f"{name}[{row - 1}]"})
     return read
