@@ -18,11 +18,9 @@ from augment_it.enrichers import ENRICHED_FIELDS, enrich, language_model_ready, 
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelRequest, ProviderError
-from augment_it.records import AI_STATUS, REASON, SYSTEM_PREFIX
+from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, SYSTEM_PREFIX
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate, RenderError
-
-RAW_ANSWER = "_raw_answer"
 
 
 @dataclass(frozen=True)

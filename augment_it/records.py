@@ -19,6 +19,7 @@ ID = "_id"
 ROW = "_row"  # 1-based position in the source, used to name a record in every error
 REASON = "_reason"  # why a record was quarantined or failed
 AI_STATUS = "_ai_status"  # ok | failed | skipped
+RAW_ANSWER = "_raw_answer"  # the model's answer, kept when it could not be used
 SYSTEM_PREFIX = "_"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer

@@ -114,6 +114,9 @@ def assign_ids(frame: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
 
 
 def validate_records(frame: pd.DataFrame, schema: RecordSchema) -> ValidationResult:
+    if schema.id_column is None and ID in frame.columns:
+        # The source has ids under our own name (a MongoDB export's `_id`): they are the ids.
+        schema = schema.model_copy(update={"id_column": ID})
     frame = assign_ids(frame.reset_index(drop=True), schema.id_column)
     if frame.empty:
         return ValidationResult(frame, frame.assign(**{REASON: pd.Series(dtype=object)}))

@@ -103,3 +103,23 @@ def test_odd_but_readable_files_lose_no_record(source: Path, ids: list[str], tmp
     assert state.is_completed(), state.message
     outcomes = assert_every_record_once(tmp_path, state.result())
     assert sorted(i for name in ("exported", "rejected", "failed") for i in outcomes[name]) == ids
+
+
+def test_a_field_named_like_our_own_columns_is_quarantined_and_an_own_id_is_the_id(tmp_path: Path) -> None:
+    from augment_it.sources import RESERVED
+
+    source = tmp_path / "export.json"  # as a MongoDB export looks: its own `_id`
+    source.write_text('[{"_id": "a1", "name": "Acme", "_row": "mine"}, {"_id": "b2", "name": "Beta"},'
+                      ' {"_id": "c3", "name": "Core", "_cost_usd": 4}]')
+    state = run_pipeline(source, PLAIN, tmp_path / "out", settings=NO_MODEL)
+    ids = assert_every_record_once(tmp_path / "out", state.result())
+    assert ids["exported"] == ["b2"] and len(ids["quarantined"]) == 2
+    quarantined = pd.read_parquet(tmp_path / "out" / "quarantined.parquet").set_index("_source")
+    assert quarantined.loc["export.json[0]", "_reason"] == ("export.json[0]: field '_row' has a name "
+                                                            "augment-it uses for its own columns; rename it "
+                                                            "in the source")
+    assert '"_row": "mine"' in quarantined.loc["export.json[0]", "raw"]  # nothing lost
+    assert "'_cost_usd'" in quarantined.loc["export.json[2]", "_reason"]
+    # Every column augment-it adds with its prefix is one a source may not bring.
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
+    assert {c for c in exported.columns if c.startswith("_")} - {"_id"} <= RESERVED

@@ -6,21 +6,45 @@ so nothing is lost between the store and the quarantine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
-from augment_it.records import REASON, ROW, InputError, records_frame
+from augment_it.connections import STORE_KEY
+from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, ROW, InputError, plain, records_frame
 
 SOURCE = "_source"  # where a record came from, e.g. "companies.csv:5", for error messages
+# Columns augment-it writes on every record (here, at collect and in processing._augment_one): a
+# field a source names so would be overwritten. `_id` is not here: it is the id when no other
+# column is named as the id.
+RESERVED = frozenset({ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_ANSWER, "_provider", "_model",
+                      "_template", "_template_version", "_input_tokens", "_output_tokens", "_cost_usd",
+                      "_cached", "_calls"})
 
 
 @dataclass
 class SourceRead:
     records: list[dict] = field(default_factory=list)  # each with ROW and SOURCE set
     rejects: list[dict] = field(default_factory=list)  # ROW, SOURCE, REASON and whatever was read
+
+    def add(self, fields: Mapping[str, Any], row: int, source: str, store_key: Any = None) -> None:
+        """Keep a record with its row, where it came from and (from a store) the store's own key.
+
+        A field named like one of augment-it's own columns would be overwritten and lost, so such
+        a record is rejected, naming the fields to rename."""
+        taken = sorted(name for name in fields if name in RESERVED)
+        if taken:
+            self.reject(row, source, f"{source}: field {', '.join(map(repr, taken))} has a name augment-it "
+                        "uses for its own columns; rename it in the source",
+                        raw=json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000])
+            return
+        record = {**fields, ROW: row, SOURCE: source}
+        if store_key is not None:
+            record[STORE_KEY] = store_key
+        self.records.append(record)
 
     def reject(self, row: int, source: str, reason: str, **raw: object) -> None:
         self.rejects.append({ROW: row, SOURCE: source, REASON: reason, **raw})

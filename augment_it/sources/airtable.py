@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import SecretStr
 from urllib3.util.retry import Retry
 
-from augment_it.connections import STORE_KEY, ConnectionSettings, StoreURI, load_settings, pacer_for
-from augment_it.records import ROW, InputError
-from augment_it.sources import SOURCE, SourceRead, register_scheme
+from augment_it.connections import ConnectionSettings, StoreURI, load_settings, pacer_for
+from augment_it.records import InputError
+from augment_it.sources import SourceRead, register_scheme
 
 if TYPE_CHECKING:
     from pyairtable import Table
@@ -149,8 +149,8 @@ class AirtableSource:
             raise InputError(f"{self.target.name}: cannot read records: {describe_http_error(exc)}") from None
         read = SourceRead()
         for row, record in enumerate(records, start=1):
-            read.records.append({**record.get("fields", {}), STORE_KEY: record["id"], ROW: row,
-                                 SOURCE: f"{self.target.name}#{record['id']}"})
+            record_id = record["id"]
+            read.add(record.get("fields", {}), row, f"{self.target.name}#{record_id}", store_key=record_id)
         return read
 
 

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from augment_it.connections import STORE_KEY, ConnectionSettings, StoreURI, load_settings
+from augment_it.connections import ConnectionSettings, StoreURI, load_settings
 from augment_it.errors import UserInputError
-from augment_it.records import ROW, InputError
-from augment_it.sources import SOURCE, SourceRead, register_scheme
+from augment_it.records import InputError
+from augment_it.sources import SourceRead, register_scheme
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -286,9 +286,7 @@ class DatabricksSource:
             record = {n: convert(v, t) for n, v, t in zip(names, values, types, strict=False)}
             key = record.get(self.key)
             where = f"{name}#{key if key is not None else row_number}"
-            if key is not None:
-                record[STORE_KEY] = key
-            read.records.append({**record, ROW: row_number, SOURCE: where})
+            read.add(record, row_number, where, store_key=key)
         return read
 
 

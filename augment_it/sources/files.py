@@ -250,10 +250,7 @@ def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
             read.reject(row, where, f"{where}: row has {len(values)} fields, the header has "
                         f"{width} ({', '.join(named)})", raw=_printable(delimiter.join(values)))
             continue
-        record: dict[str, Any] = {h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}
-        record[ROW] = row
-        record[SOURCE] = where
-        read.records.append(record)
+        read.add({h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}, row, where)
     if width < len(header):
         warnings.warn(f"{name}: dropped {len(header) - width} unnamed column(s) at the end of the header, "
                       "empty in every row", stacklevel=3)
@@ -270,7 +267,7 @@ def _read_tsv(text: str, name: str) -> SourceRead:
 
 def _add_mapping(read: SourceRead, item: Any, row: int, where: str) -> None:
     if isinstance(item, dict):
-        read.records.append({**{str(k): v for k, v in item.items()}, ROW: row, SOURCE: where})
+        read.add({str(k): v for k, v in item.items()}, row, where)
     else:
         read.reject(row, where, f"{where}: expected an object of fields, got {type(item).__name__}",
                     raw=json.dumps(item, default=str)[:2000])
@@ -438,7 +435,7 @@ def _read_markdown(uri: str) -> SourceRead:
         except InputError as exc:
             read.reject(row, name, str(exc), raw=_printable(text)[:2000])
             continue
-        read.records.append({**meta, "body": body, "file": name, ROW: row, SOURCE: name})
+        read.add({**meta, "body": body, "file": name}, row, name)
     _reject_invalid_text(read)
     return read
 
@@ -493,5 +490,5 @@ def _read_parquet(uri: str, name: str) -> SourceRead:
         raise InputError(f"{name}: not a readable Parquet file: {exc}") from exc
     read = SourceRead()
     for row, record in enumerate(rows, start=1):
-        read.records.append({**record, ROW: row, SOURCE: f"{name}[{row - 1}]"})
+        read.add(record, row, f"{name}[{row - 1}]")
     return read

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import SecretStr
 
-from augment_it.connections import STORE_KEY, ConnectionSettings, StoreURI, load_settings, pacer_for
+from augment_it.connections import ConnectionSettings, StoreURI, load_settings, pacer_for
 from augment_it.errors import UserInputError
-from augment_it.records import ROW, InputError
-from augment_it.sources import SOURCE, SourceRead, register_scheme
+from augment_it.records import InputError
+from augment_it.sources import SourceRead, register_scheme
 
 PAGE_LIMIT = 1000  # NocoDB's default maximum page size
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -207,7 +207,7 @@ class NocoDBSource:
                 read.reject(row_number, where, f"{where}: the row has no primary key {self.target.key!r}",
                             raw=str(row)[:2000])
                 continue
-            read.records.append({**row, STORE_KEY: key, ROW: row_number, SOURCE: where})
+            read.add(row, row_number, where, store_key=key)
         return read
 
 

@@ -410,11 +410,10 @@ class WebSource:
             name = listing.rstrip("/").rsplit("/", 1)[-1]
             for line_no, line in enumerate(lines, start=1):
                 if line.strip() and not line.strip().startswith("#"):
-                    read.records.append({"url": line.strip(), ROW: len(read.records) + 1,
-                                         SOURCE: f"{name}:{line_no}"})
+                    read.add({"url": line.strip()}, len(read.records) + 1, f"{name}:{line_no}")
         else:
             for index, url in enumerate(self.uri.query.get("url", []), start=1):
-                read.records.append({"url": url.strip(), ROW: index, SOURCE: f"url[{index - 1}]"})
+                read.add({"url": url.strip()}, index, f"url[{index - 1}]")
         if not read.records:
             raise InputError("web source has no URLs: use ?urls=FILE, ?url=URL or ?source=URI&column=COL")
         return read, "url", True
