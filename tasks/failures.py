@@ -1,7 +1,8 @@
 """User errors end a task or flow as a Failed state with one clear message and no traceback.
 
 A source that is empty or a template with a typo is not a bug: Prefect should show the sentence
-that says what to fix, in the UI and in the CLI, rather than a stack trace.
+that says what to fix, in the UI and in the CLI, rather than a stack trace. What the domain code
+only warns about (a column dropped, a field that cannot be checked) goes to the run's log too.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from prefect import get_run_logger
 from prefect.states import Failed, State
 
-from augment_it.errors import UserInputError
+from augment_it.errors import InputNotice, UserInputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,16 +28,31 @@ class StageStopped(UserInputError):
 
 def fails_cleanly(fn: F) -> F:
     """Decorate an async task or flow function (under @task/@flow; every stage's are async, see
-    flows/collect.py): user errors become Failed states."""
+    flows/collect.py): user errors become Failed states, user warnings lines of the run's log."""
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
+        caught: list[warnings.WarningMessage] = []
         try:
-            return await fn(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", InputNotice)
+                return await fn(*args, **kwargs)
         except UserInputError as exc:
             return Failed(message=str(exc))
+        finally:
+            _report(caught)
 
     return _resolved(run, fn)
+
+
+def _report(caught: list[warnings.WarningMessage]) -> None:
+    # augment_it never imports Prefect: its notices to the user are warnings, which on stderr would
+    # miss the UI and a deployment's logs. Other warnings are shown as they would have been.
+    for warning in caught:
+        if issubclass(warning.category, InputNotice):
+            get_run_logger().warning(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _resolved(wrapper: Callable[..., Any], fn: F) -> F:

@@ -123,3 +123,11 @@ def test_a_field_named_like_our_own_columns_is_quarantined_and_an_own_id_is_the_
     # Every column augment-it adds with its prefix is one a source may not bring.
     exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
     assert {c for c in exported.columns if c.startswith("_")} - {"_id"} <= RESERVED
+
+
+def test_what_a_source_only_warns_about_reaches_the_run_log(caplog: pytest.LogCaptureFixture,
+                                                            tmp_path: Path) -> None:
+    state = run_pipeline(ODD / "excel-trailing-comma.csv", PLAIN, tmp_path, id_column="id", settings=NO_MODEL)
+    assert state.is_completed()
+    logged = [r for r in caplog.records if r.name.startswith("prefect.") and r.levelname == "WARNING"]
+    assert any("dropped 1 unnamed column(s) at the end of the header" in r.getMessage() for r in logged)

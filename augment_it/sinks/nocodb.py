@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from augment_it.connections import STORE_KEY, store_key_for
-from augment_it.errors import UserInputError
+from augment_it.errors import InputNotice, UserInputError
 from augment_it.records import is_missing, plain
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
@@ -102,7 +102,8 @@ class NocoDBSink:
         if known is None:
             warnings.warn(f"nocodb:{self.target.table}: the table's columns could not be read "
                           f"(GET /api/v2/meta/tables/{table_id}), so fields that are not columns cannot "
-                          f"be caught: NocoDB leaves such fields out without an error", stacklevel=3)
+                          f"be caught: NocoDB leaves such fields out without an error",
+                          InputNotice, stacklevel=3)
             return
         missing = [f for f in fields if f not in known]
         if missing:

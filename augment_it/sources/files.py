@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
+from augment_it.errors import InputNotice
 from augment_it.layout import filesystem
 from augment_it.records import ROW, InputError
 from augment_it.sources import SOURCE, SourceRead
@@ -253,7 +254,7 @@ def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
         read.add({h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}, row, where)
     if width < len(header):
         warnings.warn(f"{name}: dropped {len(header) - width} unnamed column(s) at the end of the header, "
-                      "empty in every row", stacklevel=3)
+                      "empty in every row", InputNotice, stacklevel=3)
     return read
 
 
@@ -393,7 +394,7 @@ def _records_list(data: dict[str, Any], where: str) -> tuple[str, list[Any]] | N
     if len(lists) == 1:
         if others := [str(k) for k in data if k != lists[0][0]]:
             warnings.warn(f"{where}: reading the records under '{lists[0][0]}'; ignoring the other "
-                          f"top-level keys ({', '.join(others)})", stacklevel=2)
+                          f"top-level keys ({', '.join(others)})", InputNotice, stacklevel=2)
         return lists[0]
     if len(data) == 1 and (only := next(iter(data.items())))[1] == []:
         return only

@@ -39,6 +39,7 @@ import httpx
 from pydantic import field_validator
 
 from augment_it.connections import ConnectionSettings, StoreURI, load_settings
+from augment_it.errors import InputNotice
 from augment_it.layout import filesystem
 from augment_it.records import REASON, ROW, InputError, is_missing
 from augment_it.sources import SOURCE, SourceRead, open_source, register_scheme
@@ -178,7 +179,7 @@ class PageFetcher:
         text, title, lossy = await asyncio.to_thread(_read_page, body, content_type, charset, final_url)
         if lossy:
             warnings.warn(f"{final_url[:200]}: the page's character encoding is unclear; bytes that are "
-                          "not text in it were replaced with U+FFFD", stacklevel=1)
+                          "not text in it were replaced with U+FFFD", InputNotice, stacklevel=1)
         if not text:
             raise FetchError("no main text found on the page")
         return Page(final_url, title, text)
