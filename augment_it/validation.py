@@ -38,7 +38,7 @@ FieldType = Literal["string", "integer", "number", "boolean", "date", "url"]
 
 TYPE_PATTERNS: dict[str, str] = {
     "integer": r"^[+-]?\d+$",
-    "number": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$",
+    "number": r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$",  # groups would make pandas warn
     "boolean": r"^(?i:true|false|yes|no|1|0)$",
     "date": r"^\d{4}-\d{2}-\d{2}",
     "url": r"^https?://\S+$",
