@@ -107,14 +107,13 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
             return
         asked.append(request.key())
         _add_usage(out, reply.input_tokens, reply.output_tokens, reply.cached, template, prices)
-        out[RAW_ANSWER] = reply.text
         if reply.incomplete:  # a repair would be cut off or refused the same way
-            reason = reply.incomplete
+            reason, out[RAW_ANSWER] = reply.incomplete, reply.text
             break
         try:
             out.update(template.parse_answer(reply.text))
         except ValueError as exc:
-            reason = f"{exc} (also after one repair attempt)"
+            reason, out[RAW_ANSWER] = f"{exc} (also after one repair attempt)", reply.text
             if attempt == 0:
                 request = request.repair(reply.text, str(exc))
             continue
