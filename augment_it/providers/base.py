@@ -67,9 +67,10 @@ class ModelReply:
 
 # What the providers' stop reasons mean for a record; the others ("stop", "end_turn", "tool_use")
 # end a whole answer.
+_CUT_OFF = "the answer was cut off at max_tokens ({max_tokens}); raise max_tokens in the template"
 _UNUSABLE_STOPS = {
-    "length": "the answer was cut off at max_tokens ({max_tokens}); raise max_tokens in the template",
-    "max_tokens": "the answer was cut off at max_tokens ({max_tokens}); raise max_tokens in the template",
+    "length": _CUT_OFF,  # OpenAI, Groq
+    "max_tokens": _CUT_OFF,  # Anthropic
     "content_filter": "the provider's content filter withheld the answer",
     "refusal": "the model refused to answer",
 }
