@@ -28,7 +28,7 @@ import pandas as pd
 
 from augment_it.connections import StoreURI, load_settings, store_key_for
 from augment_it.errors import UserInputError
-from augment_it.records import is_missing, plain, to_storable
+from augment_it.records import INT64_MAX, INT64_MIN, is_missing, plain, to_storable
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.databricks import (
     DatabricksAccessError,
@@ -44,7 +44,6 @@ from augment_it.sources.databricks import (
 
 MAX_PARAMETERS = 255  # parameter markers in one statement (Databricks native parameters)
 MAX_PARAMETER_BYTES = 900_000  # all values of one statement: Databricks takes at most 1 MB
-BIGINT_RANGE = range(-2**63, 2**63)
 
 
 def sql_type(values: list[Any]) -> str:
@@ -54,7 +53,7 @@ def sql_type(values: list[Any]) -> str:
         return "BOOLEAN"
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         # A DECIMAL(38,0) key is read as an int and may not fit a BIGINT.
-        return "BIGINT" if all(v in BIGINT_RANGE for v in present) else "DECIMAL(38,0)"
+        return "BIGINT" if all(INT64_MIN <= v <= INT64_MAX for v in present) else "DECIMAL(38,0)"
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         return "DOUBLE"
     return "STRING"
