@@ -23,7 +23,7 @@ from augment_it.errors import UserInputError
 from augment_it.records import is_missing, plain
 from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources import SOURCE
-from augment_it.sources.airtable import AirtableTarget, describe_http_error
+from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of
 
 if TYPE_CHECKING:
     from pyairtable import Table
@@ -43,8 +43,8 @@ def error_type(exc: Exception) -> str | None:
     if response is None:
         return None
     try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
+        error = error_of(response)
+    except ValueError:
         return None
     if isinstance(error, dict):
         error = error.get("type")

@@ -85,6 +85,13 @@ def airtable_table(settings: AirtableSettings, base: str, table: str) -> Table:
     return api.table(base, table)
 
 
+def error_of(response: Any) -> Any:
+    """The `error` of an Airtable error body: `{"type": ..., "message": ...}` or a bare
+    `"NOT_FOUND"`; None without one. Raises ValueError when the body is not JSON."""
+    body = response.json()
+    return body.get("error") if isinstance(body, dict) else None
+
+
 def describe_http_error(exc: Exception) -> str:
     """One line from an Airtable error: status and the error type/message, never request headers."""
     import requests
@@ -92,7 +99,7 @@ def describe_http_error(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(exc, requests.HTTPError) and response is not None:
         try:
-            error = response.json().get("error")
+            error = error_of(response)
         except ValueError:
             error = response.text[:200]
         if isinstance(error, dict):
