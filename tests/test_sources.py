@@ -224,3 +224,52 @@ def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:
     records = read(tmp_path / "ids.parquet").records
     assert [r["id"] for r in records] == [1, None, big]
     assert all(type(r["id"]) is int for r in records if r["id"] is not None)
+
+
+REPEATED = "appears 2 times; rename or remove all but one"
+
+
+@pytest.mark.parametrize(("name", "kept", "repeated"), [
+    ("duplicate-keys.json", ["1", "4"], {"duplicate-keys.json[1]": "name",
+                                         "duplicate-keys.json[2]": "offices[0].city"}),
+    ("duplicate-keys.jsonl", ["1", "4"], {"duplicate-keys.jsonl:2": "name",
+                                          "duplicate-keys.jsonl:3": "contact.email"}),
+    ("duplicate-keys.yaml", ["1", "4", "5"], {"duplicate-keys.yaml[1]": "name",
+                                              "duplicate-keys.yaml[2]": "contact.email",
+                                              "duplicate-keys.yaml[5]": "1"}),
+])
+def test_a_record_with_a_repeated_key_is_quarantined_naming_the_key(name: str, kept: list[str],
+                                                                    repeated: dict[str, str]) -> None:
+    """json and PyYAML keep a repeated key's last value silently; the first would be lost."""
+    result = read(ODD / name)
+    assert [r["id"] for r in result.records] == kept
+    assert [(r[SOURCE], r[REASON]) for r in result.rejects] == [
+        (where, f"{where}: field '{field}' {REPEATED}") for where, field in repeated.items()]
+    assert [r[ROW] for r in result.rejects][:2] == [2, 3]
+    assert "Borealis" in result.rejects[0]["raw"] and "Boreal Ltd" in result.rejects[0]["raw"]
+
+
+def test_repeated_keys_keep_the_raw_text_and_a_merge_override_is_no_repeat() -> None:
+    assert read(ODD / "duplicate-keys.json").rejects[0]["raw"] == (
+        '{"id": "2", "name": "Borealis", "name": "Boreal Ltd"}')
+    assert read(ODD / "duplicate-keys.jsonl").rejects[1]["raw"] == (
+        '{"id": "3", "contact": {"email": "a@cobalt.io", "email": "b@cobalt.io"}}')
+    merged = read(ODD / "duplicate-keys.yaml").records[-1]
+    assert (merged["id"], merged["name"]) == ("5", "Delta")
+
+
+def test_repeated_keys_in_front_matter_or_a_wrapper_lose_nothing(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("---\nid: a\ntitle: One\ntitle: Two\n---\nText.\n")
+    (notes / "b.md").write_text("---\nid: b\n---\nText.\n")
+    (notes / "c.md").write_text('{\n"id": "c", "tags": {"x": 1, "x": 2}\n}\nText.\n')
+    result = read(notes)
+    assert [r["id"] for r in result.records] == ["b"]
+    assert [r[REASON] for r in result.rejects] == [f"a.md: front matter field 'title' {REPEATED}",
+                                                  f"c.md: front matter field 'tags.x' {REPEATED}"]
+    # The records under the first of two `records` keys would be lost without a word.
+    (tmp_path / "twice.json").write_text('{"records": [{"id": "1"}], "records": [{"id": "2"}]}')
+    with pytest.raises(InputError, match=r"twice.json: key 'records' appears 2 times; the records under "
+                                         r"all but the last would be lost"):
+        read(tmp_path / "twice.json")

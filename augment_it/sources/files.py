@@ -14,6 +14,10 @@
 - Markdown: one record per note, its front matter (a mapping) plus `body` and `file`; a note
   whose front matter is not a mapping, or itself sets `body` or `file`, is rejected.
 - Parquet: values as Python objects, so integer columns with nulls stay integers.
+
+A JSON, JSONL or YAML record in which a key appears twice, at any depth (json and PyYAML would
+keep the last value silently), is rejected naming the key; a wrapper's records key given twice
+refuses the file, since the records under all but the last would be lost.
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ import io
 import json
 import re
 import warnings
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import frontmatter
 import pyarrow.parquet as pq
 import yaml
-from frontmatter.default_handlers import YAMLHandler
+from frontmatter.default_handlers import JSONHandler, YAMLHandler
 
 from augment_it.errors import InputNotice
 from augment_it.layout import filesystem
@@ -266,17 +271,71 @@ def _read_tsv(text: str, name: str) -> SourceRead:
     return _read_delimited(text, name, "\t")
 
 
-def _add_mapping(read: SourceRead, item: Any, row: int, where: str) -> None:
-    if isinstance(item, dict):
-        read.add({str(k): v for k, v in item.items()}, row, where)
+class _RepeatedKeys(dict):
+    """A parsed object in which a key appears more than once: the dict holds the last value, as
+    json and PyYAML give it; `pairs` holds every (key, value) as written."""
+
+    pairs: list[tuple[Any, Any]]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a plain dict, or a _RepeatedKeys when a key repeats."""
+    fields = dict(pairs)
+    if len(fields) == len(pairs):
+        return fields
+    repeated = _RepeatedKeys(fields)
+    repeated.pairs = pairs
+    return repeated
+
+
+def _repeated_key(value: Any, parent: str = "") -> str | None:
+    """The first key given more than once, nested ones too, as "field 'a.b' appears N times"
+    (`parent` is the path down to `value`).
+
+    Keys compare as read (YAML's `1` and `true` are one dict key) and as the text they are
+    stored under (YAML's `1` and `'1'` become one field name)."""
+    if isinstance(value, dict):
+        keys = [k for k, _ in value.pairs] if isinstance(value, _RepeatedKeys) else list(value)
+        for counts in (Counter(keys), Counter(map(str, keys))):
+            if repeat := next(((k, n) for k, n in counts.items() if n > 1), None):
+                return f"field '{parent}{'.' if parent else ''}{repeat[0]}' appears {repeat[1]} times"
+        for key, item in value.items():
+            if found := _repeated_key(item, f"{parent}{'.' if parent else ''}{key}"):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _repeated_key(item, f"{parent}[{index}]"):
+                return found
+    return None
+
+
+def _as_written(value: Any) -> str:
+    """A parsed value as JSON text, with every pair of an object whose key repeats."""
+    if isinstance(value, dict):
+        pairs = value.pairs if isinstance(value, _RepeatedKeys) else value.items()
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_as_written(v)}"
+                               for k, v in pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_as_written, value)) + "]"
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _add_mapping(read: SourceRead, item: Any, row: int, where: str, line: str | None = None) -> None:
+    """Keep a parsed object as a record; reject anything else, or an object with a repeated key,
+    keeping `line` (the text it was parsed from) or else the value as JSON text."""
+    if not isinstance(item, dict):
+        problem = f"expected an object of fields, got {type(item).__name__}"
+    elif repeated := _repeated_key(item):
+        problem = f"{repeated}; rename or remove all but one"
     else:
-        read.reject(row, where, f"{where}: expected an object of fields, got {type(item).__name__}",
-                    raw=json.dumps(item, default=str)[:2000])
+        read.add({str(k): v for k, v in item.items()}, row, where)
+        return
+    read.reject(row, where, f"{where}: {problem}", raw=_printable(line or _as_written(item))[:2000])
 
 
 def _read_json(text: str, name: str) -> SourceRead:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise InputError(f"{name}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}); use .jsonl for one record per line") from exc
@@ -297,12 +356,12 @@ def _read_jsonl(text: str, name: str) -> SourceRead:
         row += 1
         where = f"{name}:{line_no}"
         try:
-            item = json.loads(line)
+            item = json.loads(line, object_pairs_hook=_json_object)
         except json.JSONDecodeError as exc:
             read.reject(row, where, f"{where}: not valid JSON ({exc.msg} at column {exc.colno})",
                         raw=_printable(line)[:2000])
             continue
-        _add_mapping(read, item, row, where)
+        _add_mapping(read, item, row, where, line)
     return read
 
 
@@ -321,7 +380,23 @@ class _BoundedLoader(yaml.SafeLoader):
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        """A mapping as json's object_pairs_hook gives it: a _RepeatedKeys when a key is written
+        twice (PyYAML keeps the last value silently). A key merged in by `<<` and set again is
+        YAML's override, not a repeat."""
+        written = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        keys = [self.construct_object(k) for k, _ in written]  # mostly scalars; built once, cached
+        hashable = [k for k in keys if isinstance(k, Hashable)]  # an unhashable one fails below
+        if len(set(hashable)) == len(hashable):
+            yield from super().construct_yaml_map(node)
+            return
+        data = _RepeatedKeys()
+        yield data  # before the values, as PyYAML does, so an alias inside can refer to it
+        data.update(self.construct_mapping(node))
+        data.pairs = [(key, self.construct_object(v)) for key, (_, v) in zip(keys, written, strict=True)]
 
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:map", _BoundedLoader.construct_yaml_map)
 _BoundedLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _BoundedLoader.add_implicit_resolver(
@@ -405,6 +480,9 @@ def _add_items(read: SourceRead, data: Any, where: str, expected: str, *, docume
     """Records from one parsed document: a list of mappings, a mapping wrapping one, or one mapping
     (named `where` when it is one of several YAML documents, `where[0]` when it is the file)."""
     if isinstance(data, dict) and (wrapped := _records_list(data, where)):
+        if isinstance(data, _RepeatedKeys) and (times := [k for k, _ in data.pairs].count(wrapped[0])) > 1:
+            raise InputError(f"{where}: key '{wrapped[0]}' appears {times} times; the records under all "
+                             "but the last would be lost")
         where, data = f"{where}[{json.dumps(str(wrapped[0]), ensure_ascii=False)}]", wrapped[1]
     elif document and not isinstance(data, list):
         _add_mapping(read, data, len(read.records) + len(read.rejects) + 1, where)  # rejects a scalar
@@ -462,14 +540,18 @@ def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
             raise InputError(f"{name}: front matter holds {len(documents)} YAML documents, not one mapping")
         meta = documents[0] if documents else None
     else:
+        # JSON front matter through the same hook as .json files, so a repeated key is seen.
+        options = {"object_pairs_hook": _json_object} if isinstance(handler, JSONHandler) else {}
         try:
-            meta = handler.load(head)
+            meta = handler.load(head, **options)
         except Exception as exc:  # TOML and JSON front matter raise their own error types
             raise InputError(f"{name}: front matter cannot be read: {exc}") from exc
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise InputError(f"{name}: front matter must be a mapping of fields, got {type(meta).__name__}")
+    if repeated := _repeated_key(meta):
+        raise InputError(f"{name}: front matter {repeated}; rename or remove all but one")
     meta = {str(k): v for k, v in meta.items()}
     if clash := [k for k in NOTE_FIELDS if k in meta]:
         # `body` and `file` are the note's own text and path; overwriting either would lose data.
