@@ -104,7 +104,8 @@ def plain(value: Any, *, strict_json: bool = False) -> Any:
 
 
 def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Make a frame safe to write as Parquet/CSV: nested or mixed-type columns become JSON text.
+    """Make a frame safe to write as Parquet/CSV: nested or mixed-type columns become JSON text,
+    booleans with gaps a nullable boolean column.
 
     Records come from loosely typed sources (YAML, JSON, front matter); one column may hold an
     int in one row and a list in the next, which Arrow refuses. Text keeps every value.
@@ -112,12 +113,12 @@ def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in out.columns:
         series = out[column]
-        if series.dtype != object:
-            continue
-        kinds = {type(v) for v in series if not is_missing(v)}
-        if kinds <= {str} or not kinds:
-            continue
-        out[column] = [None if is_missing(v) else as_text(v) for v in series]
+        if series.dtype == object:
+            kinds = {type(v) for v in series if not is_missing(v)}
+            if kinds and kinds <= {bool, np.bool_}:  # pandas keeps bools with a gap as objects
+                out[column] = pd.array([None if is_missing(v) else bool(v) for v in series], dtype="boolean")
+            elif not kinds <= {str}:
+                out[column] = [None if is_missing(v) else as_text(v) for v in series]
     return out
 
 

@@ -221,3 +221,40 @@ def test_native_dates_and_times_pass_the_date_check(tmp_path: Path) -> None:
     write_frame(result.valid, str(tmp_path / "v.jsonl"), "jsonl")
     assert [(r["born"], r["at"]) for r in jsonl(tmp_path / "v.jsonl")] == [
         ("2024-01-05", "2024-01-05T10:00:00+00:00"), ("2024-02-29", None)]
+
+
+# 7. booleans with gaps
+
+
+def bools() -> pd.DataFrame:
+    return pd.DataFrame({
+        "gaps": pd.Series([True, None, False], dtype=object),  # as a source with a missing value gives it
+        "full": [True, False, True],
+        "mixed": pd.Series([True, "maybe", None], dtype=object),
+    })
+
+
+def test_booleans_with_gaps_stay_nullable_booleans_in_parquet_and_jsonl(tmp_path: Path) -> None:
+    write_frame(bools(), str(tmp_path / "b.parquet"))
+    table = pq.read_table(tmp_path / "b.parquet")
+    assert [pa.types.is_boolean(table.schema.field(c).type) for c in ("gaps", "full", "mixed")] == [
+        True, True, False]
+    assert table.select(["gaps", "full", "mixed"]).to_pydict() == {
+        "gaps": [True, None, False], "full": [True, False, True], "mixed": ["true", "maybe", None]}
+    write_frame(bools(), str(tmp_path / "b.jsonl"), "jsonl")
+    assert jsonl(tmp_path / "b.jsonl") == [{"gaps": True, "full": True, "mixed": "true"},
+                                           {"gaps": None, "full": False, "mixed": "maybe"},
+                                           {"gaps": False, "full": True, "mixed": None}]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_boolean_field_with_gaps_exports_as_a_boolean_column(tmp_path: Path) -> None:
+    source = tmp_path / "flags.jsonl"
+    source.write_text('{"id": "1", "name": "a", "ok": true}\n{"id": "2", "name": "b"}\n'
+                      '{"id": "3", "name": "c", "ok": false}\n')
+    state = run_pipeline(source, template(tmp_path), tmp_path / "out", id_column="id", settings=NO_MODEL)
+    assert state.is_completed(), state.message
+    exported = pq.read_table(tmp_path / "out" / "exported.parquet")
+    assert pa.types.is_boolean(exported.schema.field("ok").type)
+    assert exported.column("ok").to_pylist() == [True, None, False]
+
