@@ -41,6 +41,7 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "balanced": collected == sum(counts.values()),
         "tokens": {"input": usage.get("input_tokens", 0), "output": usage.get("output_tokens", 0)},
         "cost_usd": usage.get("cost_usd"),
+        "records_without_usage": usage.get("records_without_usage", 0),  # not in tokens or cost
         "provider_calls": process_report.get("calls", {}),
         "ai": process_report.get("ai", {}),
     }

@@ -17,7 +17,7 @@ from augment_it.calling import ModelCaller, call_rank
 from augment_it.enrichers import ENRICHED_FIELDS, enrich, language_model_ready, load_language_model
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
-from augment_it.providers.base import MissingKeyError, ModelRequest, ProviderError
+from augment_it.providers.base import MissingKeyError, ModelReply, ModelRequest, ProviderError
 from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, SYSTEM_PREFIX
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate, RenderError
@@ -106,7 +106,7 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
             out[AI_STATUS], out[REASON] = "failed", f"{exc} (after retries)"
             return
         asked.append(request.key())
-        _add_usage(out, reply.input_tokens, reply.output_tokens, reply.cached, template, prices)
+        _add_usage(out, reply, template, prices)
         if reply.incomplete:  # a repair would be cut off or refused the same way
             reason, out[RAW_ANSWER] = reply.incomplete, reply.text
             break
@@ -125,15 +125,19 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
             caller.cache.forget(key)
 
 
-def _add_usage(out: dict[str, Any], input_tokens: int, output_tokens: int, cached: bool,
-               template: PromptTemplate, prices: PriceTable) -> None:
-    out["_cached"] = cached
-    if cached:
+def _add_usage(out: dict[str, Any], reply: ModelReply, template: PromptTemplate,
+               prices: PriceTable) -> None:
+    out["_cached"] = reply.cached
+    if reply.cached:
         return  # a cached answer was paid for by an earlier run
     out["_calls"] += 1
-    out["_input_tokens"] += input_tokens
-    out["_output_tokens"] += output_tokens
-    cost = prices.cost(template.model, input_tokens, output_tokens)
+    if out["_input_tokens"] is None or reply.input_tokens is None or reply.output_tokens is None:
+        # One call of unknown size makes the record's usage unknown: a part of it would read as all.
+        out["_input_tokens"] = out["_output_tokens"] = out["_cost_usd"] = None
+        return
+    out["_input_tokens"] += reply.input_tokens
+    out["_output_tokens"] += reply.output_tokens
+    cost = prices.cost(template.model, reply.input_tokens, reply.output_tokens)
     out["_cost_usd"] = None if cost is None or out["_cost_usd"] is None else out["_cost_usd"] + cost
 
 

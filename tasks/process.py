@@ -53,13 +53,18 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
         progress.advance(len(records))
         return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
     frame = pd.DataFrame(await augment_records(records, template, plan, prices, rank))
+    # Token counts stay integers when some are unknown (None), rather than becoming floats.
+    frame = frame.astype({"_input_tokens": "Int64", "_output_tokens": "Int64"})
     write_frame(frame, part)
     return {**chunk_counts(frame), "part": part, "resumed": False}
 
 
 def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
     status = frame[AI_STATUS].value_counts().to_dict()
-    costs = frame["_cost_usd"]
+    # Tokens and cost are null together where the provider did not report usage; the totals are
+    # over the other records, and how many were left out is counted beside them.
+    with_usage = frame["_input_tokens"].notna()
+    costs = frame.loc[with_usage, "_cost_usd"]  # null there only for a model with no price
     return {
         "records": len(frame),
         "ids": len(set(frame[ID])),
@@ -68,6 +73,7 @@ def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
         "input_tokens": int(frame["_input_tokens"].sum()),
         "output_tokens": int(frame["_output_tokens"].sum()),
         "cost_usd": None if costs.isna().any() else float(costs.sum()),
+        "records_without_usage": int((~with_usage).sum()),
         "cached": int(frame["_cached"].sum()),
     }
 
@@ -97,7 +103,8 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
         "records": {k: sum(c[k] for c in chunks) for k in ("records", "ok", "failed", "skipped", "cached")},
         "usage": {"input_tokens": sum(c["input_tokens"] for c in chunks),
                   "output_tokens": sum(c["output_tokens"] for c in chunks),
-                  "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6)},
+                  "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6),
+                  "records_without_usage": sum(c["records_without_usage"] for c in chunks)},
         "resumed_chunks": sum(1 for c in chunks if c["resumed"]),
         "calls": calls,
     }

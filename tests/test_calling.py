@@ -276,3 +276,25 @@ def test_groq_models_without_json_schema_take_json_mode(model: str, formats: lis
     assert [r["body"]["response_format"]["type"] for r in llm.requests] == formats
     if "json_object" in formats:
         assert '"city"' in llm.requests[-1]["body"]["messages"][0]["content"]  # the schema, in the prompt
+
+
+@pytest.mark.parametrize("no_usage_as", ["omitted", "null"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_answer_without_token_usage_leaves_the_counts_unknown(provider: str, no_usage_as: str,
+                                                                  llm, tmp_path) -> None:
+    """Unknown, not 0: zero tokens would read as a known answer that cost nothing."""
+    llm.configure(p_no_usage=1.0, no_usage_as=no_usage_as)
+    ask = ModelRequest(provider, "m", None, (("user", "hi"),))
+
+    async def run() -> ModelReply:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST, AnswerCache(tmp_path / "a.sqlite"))
+        try:
+            return await caller.call(ask)
+        finally:
+            await caller.close()
+
+    reply = asyncio.run(run())
+    assert reply.text == "Answer to: hi"
+    assert (reply.input_tokens, reply.output_tokens) == (None, None)
+    cached = AnswerCache(tmp_path / "a.sqlite").get(ask.key())
+    assert cached is not None and (cached.input_tokens, cached.output_tokens) == (None, None)

@@ -105,3 +105,25 @@ def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm,
     failed = pd.read_parquet(tmp_path / "failed.parquet").iloc[0]
     assert failed["_reason"].startswith("the answer was cut off at max_tokens (")
     assert failed["_raw_answer"].startswith("word word") and failed["_calls"] == 1
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "a-model-with-no-price"])
+def test_records_without_token_usage_are_counted_apart_not_as_free(model: str, llm, tmp_path: Path) -> None:
+    llm.configure(p_no_usage=0.5)  # the default seed leaves some answers with usage, some without
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id",
+                           settings=ProcessSettings(model=model)).result()
+    assert summary["exported"] == 6
+    exported = pd.read_parquet(tmp_path / "exported.parquet")
+    unknown = exported["_input_tokens"].isna()
+    assert 0 < unknown.sum() < 6
+    assert exported.loc[unknown, ["_output_tokens", "_cost_usd"]].isna().all().all()
+    assert exported.loc[~unknown, ["_input_tokens", "_output_tokens"]].gt(0).all().all()
+    assert pd.api.types.is_integer_dtype(exported["_input_tokens"])
+    # Totals over the records whose usage is known, and how many are not in them.
+    assert summary["records_without_usage"] == int(unknown.sum())
+    assert summary["tokens"]["input"] == int(exported["_input_tokens"].sum())
+    if model == "gpt-4o-mini":
+        assert summary["cost_usd"] > 0  # the report rounds it to the micro-dollar
+        assert summary["cost_usd"] == pytest.approx(exported["_cost_usd"].sum(), abs=1e-6)
+    else:  # no price: unknown for every record, as before
+        assert summary["cost_usd"] is None

@@ -93,6 +93,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
     tokens, cost = summary["tokens"], summary["cost_usd"]
     console.print(f"tokens: {tokens['input']} in, {tokens['output']} out; cost: "
                   + (f"${cost:.4f}" if cost is not None else "unknown (model not in the price table)"))
+    if unknown := summary.get("records_without_usage"):
+        console.print(f"[yellow]{unknown} record(s) answered without token usage[/yellow] "
+                      "(the provider sent none): not in these totals")
     ai = summary.get("ai", {})
     if ai.get("status") == "skipped":
         console.print(f"[yellow]AI step skipped:[/yellow] {escape(str(ai.get('reason')))}")

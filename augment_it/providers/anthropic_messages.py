@@ -18,6 +18,7 @@ from augment_it.providers.base import (
     answer_object,
     incomplete_reason,
     provider_error,
+    token_count,
 )
 
 API_VERSION = "2023-06-01"  # the Messages API version whose request and answer shapes this code reads
@@ -81,9 +82,9 @@ class AnthropicMessages:
                 break
             if block.get("type") == "text":
                 text += block.get("text") or ""
-        usage = message.get("usage") or {}
-        return ModelReply(text=text, input_tokens=usage.get("input_tokens") or 0,
-                          output_tokens=usage.get("output_tokens") or 0,
+        usage = message.get("usage")
+        return ModelReply(text=text, input_tokens=token_count(usage, "input_tokens"),
+                          output_tokens=token_count(usage, "output_tokens"),
                           incomplete=incomplete_reason(message.get("stop_reason"), request))
 
     async def close(self) -> None:

@@ -59,8 +59,8 @@ class ModelRequest:
 @dataclass(frozen=True)
 class ModelReply:
     text: str
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = None  # None: the provider did not say (see token_count)
+    output_tokens: int | None = None
     cached: bool = field(default=False, compare=False)
     incomplete: str | None = None  # why the answer is not whole (cut off, refused, filtered)
 
@@ -82,6 +82,15 @@ def incomplete_reason(stop: object, request: ModelRequest, refusal: object = Non
         return f"the model refused to answer: {str(refusal)[:200]}"
     template = _UNUSABLE_STOPS.get(stop) if isinstance(stop, str) else None
     return template.format(max_tokens=request.max_tokens) if template else None
+
+
+def token_count(usage: object, name: str) -> int | None:
+    """One count from an answer's `usage` object, or None when the provider sent none.
+
+    OpenAI-compatible servers may leave `usage` out or its counts null; reading that as 0 would
+    make an answer of unknown size look known and free."""
+    value = usage.get(name) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class ProviderError(Exception):

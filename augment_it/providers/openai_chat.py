@@ -14,6 +14,7 @@ from augment_it.providers.base import (
     answer_object,
     incomplete_reason,
     provider_error,
+    token_count,
 )
 
 
@@ -74,9 +75,9 @@ class OpenAIChat:
         answer = answer_object(data, self.name)
         choice = (answer.get("choices") or [{}])[0] or {}
         message = choice.get("message") or {}
-        usage = answer.get("usage") or {}
-        return ModelReply(text=message.get("content") or "", input_tokens=usage.get("prompt_tokens") or 0,
-                          output_tokens=usage.get("completion_tokens") or 0,
+        usage = answer.get("usage")
+        return ModelReply(text=message.get("content") or "", input_tokens=token_count(usage, "prompt_tokens"),
+                          output_tokens=token_count(usage, "completion_tokens"),
                           incomplete=incomplete_reason(choice.get("finish_reason"), request,
                                                        message.get("refusal")))
 

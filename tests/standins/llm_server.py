@@ -15,9 +15,10 @@ Answers are deterministic functions of the last user message: structured request
 fits the schema; others get ``"Answer to: <first 80 chars>"``. ``server.script(match, reply)``
 overrides the answer for prompts containing ``match``.
 
-Faults (429, 500, non-JSON answers, hangs), latency and a requests-per-minute cap come from a
-`StandinConfig`; ``server.config`` is read on every request, so tests may change its fields at
-any time (``server.configure(...)`` does the same and also reseeds the random generator).
+Faults (429, 500, non-JSON answers, hangs, answers without token usage), latency and a
+requests-per-minute cap come from a `StandinConfig`; ``server.config`` is read on every request,
+so tests may change its fields at any time (``server.configure(...)`` does the same and also
+reseeds the random generator).
 
 Run in its own process for benchmarks (stats JSON printed on SIGTERM/SIGINT):
 
@@ -42,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -83,6 +84,7 @@ GROQ_JSON_SCHEMA_MODELS = frozenset({
     "openai/gpt-oss-20b", "openai/gpt-oss-120b", "moonshotai/kimi-k2-instruct",
     "moonshotai/kimi-k2-instruct-0905", "meta-llama/llama-4-maverick-17b-128e-instruct",
     "meta-llama/llama-4-scout-17b-16e-instruct"})
+NoUsage = Literal["omitted", "null"]
 REQUESTS_KEPT = 10_000
 WINDOW_SECONDS = 60.0
 
@@ -100,6 +102,8 @@ class StandinConfig:
     p_hang: float = 0.0  # share that sleep `hang_seconds` before answering
     p_cut_body: float = 0.0  # share of 200 answers whose JSON body is cut short (a proxy dropped it)
     out_of_quota: bool = False  # every request is answered 429 insufficient_quota (billing, not rate)
+    p_no_usage: float = 0.0  # share of 200 answers without token counts (OpenAI-compatible servers)
+    no_usage_as: NoUsage = "omitted"  # how: no `usage` object, or one whose counts are null
     hang_seconds: float = 30.0
     retry_after: float = 1.0  # seconds advertised by injected 429s (retry-after-ms exact)
     seed: int | None = 0  # seeds the fault generator; applied at start, reset() and configure()
@@ -815,6 +819,8 @@ class StandinServer:
             rng = self._rng
             fault, hang, bad_json, jitter = rng.random(), rng.random(), rng.random(), rng.random()
             cut_body = rng.random() < config.p_cut_body
+            # Drawn only when asked for, so seeded runs of the other faults keep their sequence.
+            no_usage = config.p_no_usage > 0 and rng.random() < config.p_no_usage
 
         if config.out_of_quota:  # OpenAI's documented answer when billing, not pacing, stops calls
             if kind == ANTHROPIC:
@@ -860,6 +866,11 @@ class StandinServer:
             payload = self._chat_reply(kind, body, prompt, scripted,
                                        bad_json < config.p_bad_json, number)
             limits["x-request-id"] = f"req_standin{number:013d}"
+        if no_usage:
+            if config.no_usage_as == "null":
+                payload["usage"] = dict.fromkeys(payload["usage"])
+            else:
+                del payload["usage"]
         if await request.is_disconnected():
             # The client died while we "thought" (kill -9 mid-run): nobody receives this answer,
             # so it is no successful call (499 is nginx's "client closed request").
@@ -990,6 +1001,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p-hang", dest="p_hang", type=float, default=0.0)
     parser.add_argument("--p-cut-body", dest="p_cut_body", type=float, default=0.0)
     parser.add_argument("--out-of-quota", dest="out_of_quota", action="store_true")
+    parser.add_argument("--p-no-usage", dest="p_no_usage", type=float, default=0.0)
+    parser.add_argument("--no-usage-as", dest="no_usage_as", choices=["omitted", "null"],
+                        default="omitted")
     parser.add_argument("--hang-seconds", dest="hang_seconds", type=float, default=30.0)
     parser.add_argument("--retry-after", dest="retry_after", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
