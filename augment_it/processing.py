@@ -20,7 +20,7 @@ from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelReply, ModelRequest, ProviderError
 from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, SYSTEM_PREFIX
 from augment_it.settings import ProcessSettings
-from augment_it.templates import PromptTemplate, RenderError
+from augment_it.templates import PromptTemplate, RenderError, TemplateError
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,16 @@ def open_plan(template: PromptTemplate, settings: ProcessSettings, api_key: str 
     return ModelPlan(ModelCaller(provider, settings.call.model_copy(update=limits), cache))
 
 
-def apply_overrides(template: PromptTemplate, settings: ProcessSettings) -> PromptTemplate:
+def apply_overrides(template: PromptTemplate, settings: ProcessSettings, origin: str) -> PromptTemplate:
+    """The template with the run's provider and model; fails, naming ORIGIN (the template's
+    file or block), on what that provider would refuse, before any record is sent."""
     updates = {k: v for k, v in {"provider": settings.provider, "model": settings.model}.items() if v}
-    if updates.get("provider") not in (None, "none"):
-        provider_spec(updates["provider"])  # an unknown name fails here, before any record
-    return template.model_copy(update=updates) if updates else template
+    template = template.model_copy(update=updates) if updates else template
+    if template.provider != "none":
+        spec = provider_spec(template.provider)  # an unknown name fails here, before any record
+        values = template.model_dump()
+        problems = [f"{name} {values[name]} is outside {low}-{high}, the range {template.provider} accepts"
+                    for name, (low, high) in spec.out_of_range(values).items()]
+        if problems:
+            raise TemplateError(f"template {origin}: {'; '.join(problems)}")
+    return template

@@ -29,7 +29,7 @@ from tasks.failures import fails_cleanly
 @fails_cleanly
 async def prepare_template(path: str, settings: ProcessSettings) -> PromptTemplate:
     """The template from a file or URL, or from a stored block (`block:NAME`), with overrides."""
-    return apply_overrides(load_prompt_template(path), settings)
+    return apply_overrides(load_prompt_template(path), settings, origin=path)
 
 
 @task(name="load-collected", cache_policy=NO_CACHE)

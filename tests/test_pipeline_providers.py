@@ -127,3 +127,14 @@ def test_records_without_token_usage_are_counted_apart_not_as_free(model: str, l
         assert summary["cost_usd"] == pytest.approx(exported["_cost_usd"].sum(), abs=1e-6)
     else:  # no price: unknown for every record, as before
         assert summary["cost_usd"] is None
+
+
+def test_a_temperature_the_provider_refuses_stops_the_run_before_any_call(llm, tmp_path: Path) -> None:
+    template = tmp_path / "hot.yaml"
+    template.write_text(TEMPLATE.read_text() + "temperature: 1.5\n")  # within OpenAI's 0-2 only
+    state = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id",
+                         settings=ProcessSettings(provider="anthropic", model="claude-haiku-4-5"))
+    assert state.is_failed()
+    assert f"template {template}: temperature 1.5 is outside 0.0-1.0, the range anthropic accepts" \
+        in state.message
+    assert llm.total_requests == 0

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from augment_it.processing import apply_overrides
+from augment_it.settings import ProcessSettings
 from augment_it.templates import RenderError, TemplateError, extract_json, load_template, parse_template
 from tests.conftest import DATA, EXAMPLES
 
@@ -55,3 +60,41 @@ def test_bad_template_files_say_what_is_wrong() -> None:
     with pytest.raises(TemplateError, match="line 1"):
         parse_template("name: t\nmodel: m\nprompt: '{{ name '")
     assert load_template(str(EXAMPLES / "templates" / "company-profile.yaml")).version
+
+
+def hot_template(folder: Path, provider: str, temperature: float) -> Path:
+    path = folder / f"{provider}-hot.yaml"
+    path.write_text(f"name: t\nprovider: {provider}\nmodel: m\nprompt: hi\ntemperature: {temperature}\n")
+    return path
+
+
+@pytest.mark.parametrize(("provider", "temperature", "allowed"), [
+    ("anthropic", 1.5, "0.0-1.0"), ("openai", 2.5, "0.0-2.0"), ("groq", -0.1, "0.0-2.0")])
+def test_a_temperature_outside_the_providers_range_fails_when_the_template_is_loaded(
+        provider: str, temperature: float, allowed: str, tmp_path: Path) -> None:
+    path = str(hot_template(tmp_path, provider, temperature))
+    expected = (f"template {path}: temperature {temperature} is outside {allowed}"
+                f", the range {provider} accepts")
+    with pytest.raises(TemplateError, match=re.escape(expected)):
+        apply_overrides(load_template(path), ProcessSettings(), origin=path)
+
+
+def test_the_range_is_the_one_of_the_provider_the_run_uses(tmp_path: Path) -> None:
+    openai_hot = str(hot_template(tmp_path, "openai", 1.5))
+    assert apply_overrides(load_template(openai_hot), ProcessSettings(), origin=openai_hot).temperature == 1.5
+    with pytest.raises(TemplateError, match=re.escape(
+            f"template {openai_hot}: temperature 1.5 is outside 0.0-1.0, the range anthropic accepts")):
+        apply_overrides(load_template(openai_hot), ProcessSettings(provider="anthropic"), origin=openai_hot)
+    anthropic_hot = str(hot_template(tmp_path, "anthropic", 1.5))
+    overridden = apply_overrides(load_template(anthropic_hot), ProcessSettings(provider="groq"),
+                                 origin=anthropic_hot)
+    assert (overridden.provider, overridden.temperature) == ("groq", 1.5)
+    # No model, no range to keep to.
+    assert apply_overrides(load_template(anthropic_hot), ProcessSettings(provider="none"),
+                           origin=anthropic_hot).provider == "none"
+
+
+@pytest.mark.parametrize("max_tokens", [0, -5, 1.5])
+def test_max_tokens_must_be_a_positive_integer(max_tokens: float) -> None:
+    with pytest.raises(TemplateError, match="max_tokens"):
+        parse_template(f"name: t\nmodel: m\nprompt: hi\nmax_tokens: {max_tokens}")

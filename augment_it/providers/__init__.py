@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from augment_it.errors import UserInputError
 from augment_it.providers.base import (
@@ -17,16 +18,26 @@ from augment_it.providers.base import (
     ProviderError,
 )
 
+Range = tuple[float, float]  # inclusive bounds
+
 
 @dataclass(frozen=True)
 class ProviderSpec:
     key_env: str
     base_url_env: str
     implementation: str  # "module:Class", imported when needed: each SDK takes ~0.4-1.5 s to import
+    # The documented range of each sampling parameter, by template field: a value outside it is
+    # answered 400 on every record, so a run refuses it before sending any.
+    parameter_ranges: Mapping[str, Range]
 
     @property
     def module(self) -> str:
         return self.implementation.partition(":")[0]
+
+    def out_of_range(self, parameters: Mapping[str, Any]) -> dict[str, Range]:
+        """The PARAMETERS set outside what this provider accepts, each with the range it does."""
+        return {name: (low, high) for name, (low, high) in self.parameter_ranges.items()
+                if parameters.get(name) is not None and not low <= parameters[name] <= high}
 
     @property
     def factory(self) -> Callable[..., Provider]:
@@ -36,10 +47,13 @@ class ProviderSpec:
 
 PROVIDERS: dict[str, ProviderSpec] = {
     "openai": ProviderSpec("OPENAI_API_KEY", "OPENAI_BASE_URL",
-                           "augment_it.providers.openai_chat:OpenAIChat"),
+                           "augment_it.providers.openai_chat:OpenAIChat",
+                           {"temperature": (0.0, 2.0)}),
     "anthropic": ProviderSpec("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-                              "augment_it.providers.anthropic_messages:AnthropicMessages"),
-    "groq": ProviderSpec("GROQ_API_KEY", "GROQ_BASE_URL", "augment_it.providers.groq_chat:GroqChat"),
+                              "augment_it.providers.anthropic_messages:AnthropicMessages",
+                              {"temperature": (0.0, 1.0)}),
+    "groq": ProviderSpec("GROQ_API_KEY", "GROQ_BASE_URL", "augment_it.providers.groq_chat:GroqChat",
+                         {"temperature": (0.0, 2.0)}),
 }
 
 

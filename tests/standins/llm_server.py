@@ -18,7 +18,7 @@ overrides the answer for prompts containing ``match``.
 Faults (429, 500, non-JSON answers, hangs, answers without token usage), latency and a
 requests-per-minute cap come from a `StandinConfig`; ``server.config`` is read on every request,
 so tests may change its fields at any time (``server.configure(...)`` does the same and also
-reseeds the random generator).
+reseeds the random generator). A temperature outside an API's documented range is answered 400.
 
 Run in its own process for benchmarks (stats JSON printed on SIGTERM/SIGINT):
 
@@ -84,6 +84,8 @@ GROQ_JSON_SCHEMA_MODELS = frozenset({
     "openai/gpt-oss-20b", "openai/gpt-oss-120b", "moonshotai/kimi-k2-instruct",
     "moonshotai/kimi-k2-instruct-0905", "meta-llama/llama-4-maverick-17b-128e-instruct",
     "meta-llama/llama-4-scout-17b-16e-instruct"})
+# The documented temperature range each API accepts; outside it the request is answered 400.
+TEMPERATURE_RANGES = {OPENAI: (0.0, 2.0), GROQ: (0.0, 2.0), ANTHROPIC: (0.0, 1.0)}
 NoUsage = Literal["omitted", "null"]
 REQUESTS_KEPT = 10_000
 WINDOW_SECONDS = 60.0
@@ -706,6 +708,13 @@ class StandinServer:
         bad = "invalid_request_error"
         if not isinstance(body, dict):
             raise _Reject(400, bad, "The request body must be a JSON object.")
+        temperature = body.get("temperature")
+        low, high = TEMPERATURE_RANGES[kind]
+        if isinstance(temperature, int | float) and not low <= temperature <= high:
+            if kind == ANTHROPIC:
+                raise _Reject(400, bad, f"temperature: Input should be between {low:g} and {high:g}")
+            raise _Reject(400, bad, f"Invalid 'temperature': expected a value between {low:g} and "
+                                    f"{high:g}, but got {temperature} instead.", param="temperature")
         if kind == ANTHROPIC:
             if not headers.get("anthropic-version"):
                 raise _Reject(400, bad, "anthropic-version: header is required")
