@@ -103,12 +103,14 @@ def plain(value: Any, *, strict_json: bool = False) -> Any:
     return value
 
 
-def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Make a frame safe to write as Parquet/CSV: nested or mixed-type columns become JSON text,
-    booleans with gaps a nullable boolean column.
+def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
+    """Make a frame safe to write as `fmt` (parquet, csv or jsonl): nested or mixed-type columns
+    become JSON text, booleans with gaps a nullable boolean column.
 
     Records come from loosely typed sources (YAML, JSON, front matter); one column may hold an
-    int in one row and a list in the next, which Arrow refuses. Text keeps every value.
+    int in one row and a list in the next, which Arrow refuses. Text keeps every value. A CSV
+    holds only text: its booleans and times are written by `as_text`, as JSONL writes them
+    (`true`, `2024-01-05T10:00:00`), not by pandas (`True`, `2024-01-05 10:00:00`).
     """
     out = frame.copy()
     for column in out.columns:
@@ -117,9 +119,18 @@ def to_storable(frame: pd.DataFrame) -> pd.DataFrame:
             kinds = {type(v) for v in series if not is_missing(v)}
             if kinds and kinds <= {bool, np.bool_}:  # pandas keeps bools with a gap as objects
                 out[column] = pd.array([None if is_missing(v) else bool(v) for v in series], dtype="boolean")
+                series = out[column]
             elif not kinds <= {str}:
-                out[column] = [None if is_missing(v) else as_text(v) for v in series]
+                out[column] = _texts(series)
+                continue
+        if fmt == "csv" and (pd.api.types.is_bool_dtype(series.dtype)
+                             or pd.api.types.is_datetime64_any_dtype(series.dtype)):
+            out[column] = _texts(series)
     return out
+
+
+def _texts(series: pd.Series) -> list[str | None]:
+    return [None if is_missing(v) else as_text(v) for v in series]
 
 
 def as_text(value: Any) -> str:

@@ -3,7 +3,9 @@ nothing loses digits, and a value the product cannot carry quarantines its recor
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -223,7 +225,7 @@ def test_native_dates_and_times_pass_the_date_check(tmp_path: Path) -> None:
         ("2024-01-05", "2024-01-05T10:00:00+00:00"), ("2024-02-29", None)]
 
 
-# 7. booleans with gaps
+# 7. booleans with gaps, and CSV cells written as JSONL writes values
 
 
 def bools() -> pd.DataFrame:
@@ -258,3 +260,25 @@ def test_a_boolean_field_with_gaps_exports_as_a_boolean_column(tmp_path: Path) -
     assert pa.types.is_boolean(exported.schema.field("ok").type)
     assert exported.column("ok").to_pylist() == [True, None, False]
 
+
+def test_csv_cells_are_written_as_jsonl_writes_the_values(tmp_path: Path) -> None:
+    """pandas writes `2024-01-02 03:04:05` and `True` into a CSV; JSONL has ISO 8601 and true."""
+    frame = bools().assign(
+        naive=pd.to_datetime(["2024-01-02 03:04:05", None, "2024-01-03 00:00:00"]),
+        offset=pd.to_datetime(["2024-01-02T03:04:05+02:00", None, "2024-01-03T00:00:00.500000+02:00"],
+                              format="ISO8601"),
+        utc=pd.to_datetime(["2024-01-02T03:04:05Z", None, None], utc=True),
+    )
+    text = to_storable(frame, "csv").to_csv(index=False)  # the frame a CSV export is written from
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows == [
+        {"gaps": "true", "full": "true", "mixed": "true", "naive": "2024-01-02T03:04:05",
+         "offset": "2024-01-02T03:04:05+02:00", "utc": "2024-01-02T03:04:05+00:00"},
+        {"gaps": "", "full": "false", "mixed": "maybe", "naive": "", "offset": "", "utc": ""},
+        {"gaps": "false", "full": "true", "mixed": "", "naive": "2024-01-03T00:00:00",
+         "offset": "2024-01-03T00:00:00.500000+02:00", "utc": ""},
+    ]
+    write_frame(frame, str(tmp_path / "x.jsonl"), "jsonl")  # times: the same text as in JSONL
+    times = ("naive", "offset", "utc")
+    assert [[r[c] for c in times] for r in rows] == [[r[c] or "" for c in times]
+                                                     for r in jsonl(tmp_path / "x.jsonl")]
