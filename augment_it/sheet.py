@@ -14,13 +14,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from augment_it.errors import UserInputError
 from augment_it.layout import filesystem
 from augment_it.packet import packet_rows
-from augment_it.records import ID, is_missing
+from augment_it.records import ID, as_text, plain
 from augment_it.review import RecordEdit, editable_fields, reviewable
 
 ID_COLUMN, DECISION = "id", "decision"
@@ -50,20 +49,13 @@ def sheet_csv(sheet: pd.DataFrame) -> str:
 
 
 def cell(value: Any) -> str:
-    """A value as the sheet shows it: blank for missing, JSON for lists and mappings."""
-    if isinstance(value, np.ndarray):  # Parquet lists come back as arrays
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, list | dict | tuple):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    if is_missing(value):
+    """A value as the sheet shows it: as the exports write it (`as_text`), blank for missing."""
+    value = plain(value)
+    if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+        return str(int(value))  # an int column with a gap, held as floats: 45, not 45.0
+    return as_text(value)
 
 
 def read_sheet(data: str | bytes) -> pd.DataFrame:

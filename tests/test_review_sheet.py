@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +21,7 @@ from augment_it.review import (
     human_decision,
     split_by_score,
 )
-from augment_it.sheet import read_sheet, review_sheet, sheet_changes, sheet_csv
+from augment_it.sheet import cell, read_sheet, review_sheet, sheet_changes, sheet_csv
 
 OUTPUTS = ["summary", "industry"]
 
@@ -139,3 +143,26 @@ def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.Dat
     assert "sheet column 'colour' is not a record field that can be edited" in problems
     assert any("decision 'maybe' is neither approve nor reject" in p for p in problems)
     assert "row 5: unknown id 'nope'" in problems
+
+
+def test_sheet_cells_show_values_as_the_exports_write_them(frame: pd.DataFrame) -> None:
+    """Times in ISO 8601, numpy numbers as numbers and NaN as null, inside lists and mappings too."""
+    shown = {
+        pd.Timestamp("2024-01-05 10:00", tz="UTC"): "2024-01-05T10:00:00+00:00",
+        dt.datetime(2024, 1, 5, 10): "2024-01-05T10:00:00",
+        Decimal("1.10"): "1.10",
+        np.float64("nan"): "",
+        np.int64(7): "7",
+        3.0: "3",
+        True: "true",
+    }
+    assert [cell(value) for value in shown] == list(shown.values())
+    assert cell([np.float64("nan"), dt.datetime(2024, 1, 5, 10)]) == '[null, "2024-01-05T10:00:00"]'
+    assert cell({"n": np.int64(2), "price": Decimal("1.10")}) == '{"n": 2, "price": "1.10"}'
+    assert cell(np.array([1, 2])) == "[1, 2]"
+    # An unchanged sheet still reads back as no edits.
+    founded = frame.assign(founded=pd.to_datetime(["2001-02-03 04:05:06"] * 4))
+    text = sheet_csv(review_sheet(founded, OUTPUTS))
+    assert "2001-02-03T04:05:06" in text
+    untouched = sheet_changes(read_sheet(text), founded)
+    assert untouched.edits == [] and untouched.problems == []
