@@ -120,6 +120,27 @@ def test_a_create_that_times_out_is_not_sent_again(airtable: AirtableStandin) ->
     assert [e["method"] for e in airtable.log[1:]] == ["GET", "GET"]
 
 
+def test_a_missing_value_never_clears_a_stored_one(airtable: AirtableStandin) -> None:
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(4))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    first, _, third, _ = table.records.values()
+    first["fields"].update(summary="typed during review", score=9)  # after the read, before the write
+    third["fields"]["score"] = 3
+    records["summary"] = [None, "", "new", float("nan")]
+    records["score"] = pd.Series([None, 0, None, 4], dtype=object)
+    for _ in range(2):  # the second, identical write changes nothing
+        counts = open_sink("airtable://appBase/Companies", ["summary", "score"]).write(records)
+        assert (counts["updated"], counts["created"], counts["failed"]) == (4, 0, 0)
+        assert [(r["fields"].get("summary"), r["fields"].get("score")) for r in table.records.values()] == [
+            ("typed during review", 9), ("", 0), ("new", 3), (None, 4)]
+    # Upserted on a key, a missing value keeps the stored one too; a new record leaves the cell empty.
+    rows = pd.DataFrame({"name": ["Company 0", "Company 9"], "summary": [None, None], "score": [None, 5]})
+    counts = open_sink("airtable://appBase/Companies?key=name", ["summary", "score"]).write(rows)
+    assert (counts["updated"], counts["created"]) == (1, 1)
+    assert [(r["fields"].get("summary"), r["fields"].get("score")) for r in table.records.values()][::4] == [
+        ("typed during review", 9), (None, 5)]
+
+
 def test_records_from_another_table_or_base_are_created_not_written_onto_their_ids(
         airtable: AirtableStandin) -> None:
     source = airtable.add_table("appBase", "Companies", FIELDS, companies(3))

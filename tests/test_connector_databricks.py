@@ -68,6 +68,21 @@ def test_merge_updates_matched_rows_and_inserts_new_ones(databricks: DatabricksS
         (1, None, None), (2, "two", 5), (3, None, 6), (4, "four", None)]
 
 
+def test_a_missing_value_never_clears_a_stored_one(databricks: DatabricksStandin) -> None:
+    databricks.add_table(TABLE, COLUMNS, companies(3))
+    # Typed in after the records were read, while the run waited for review.
+    databricks.query(f"UPDATE {TABLE} SET summary = 'typed during review', word_count = 9 WHERE id = 1")
+    databricks.query(f"UPDATE {TABLE} SET word_count = 30 WHERE id = 3")
+    rows = pd.DataFrame({"id": [1, 2, 3, 4], "summary": [None, "", "three", None],
+                         "word_count": [None, 0, None, 7], "active": [None, False, None, None]})
+    for written in ((3, 1, 0), (4, 0, 0)):  # the second, identical write changes nothing
+        counts = open_sink(f"databricks://{TABLE}?key=id", ["summary", "word_count", "active"]).write(rows)
+        assert (counts["updated"], counts["created"], counts["failed"]) == written, counts["errors"]
+        assert databricks.query(f"SELECT id, summary, word_count, active FROM {TABLE} ORDER BY id") == [
+            (1, "typed during review", 9, False), (2, "", 0, False), (3, "three", 30, False),
+            (4, None, 7, None)]
+
+
 def test_a_failed_statement_is_counted_with_its_message(databricks: DatabricksStandin) -> None:
     databricks.add_table(TABLE, COLUMNS, companies(2))
     counts = open_sink(f"databricks://{TABLE}", ["nope"]).write(pd.DataFrame({"id": [1], "nope": ["x"]}))

@@ -132,6 +132,20 @@ def test_a_batch_without_an_answer_is_counted_failed_and_the_write_goes_on(nocod
     assert sorted(row["name"] for row in table.rows.values()) == ["a", "b", "c", "d", "e"]
 
 
+def test_a_missing_value_never_clears_a_stored_one(nocodb: NocoDBStandin) -> None:
+    table = nocodb.add_table("pBase", "Companies", COLUMNS, companies(4))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+    table.rows[1].update(summary="typed during review", score=9)  # after the read, before the write
+    table.rows[3]["score"] = 3
+    records["summary"] = [None, "", "new", float("nan")]
+    records["score"] = pd.Series([None, 0, None, 4], dtype=object)
+    for _ in range(2):  # the second, identical write changes nothing
+        counts = open_sink(f"nocodb://{table.id}", ["summary", "score"]).write(records)
+        assert (counts["updated"], counts["created"], counts["failed"]) == (4, 0, 0)
+        assert [(row["summary"], row["score"]) for row in table.rows.values()] == [
+            ("typed during review", 9), ("", 0), ("new", 3), (None, 4)]
+
+
 def test_rows_read_from_another_table_are_created_not_written_onto_its_keys(nocodb: NocoDBStandin) -> None:
     source = nocodb.add_table("pBase", "Companies", COLUMNS, companies(3))
     other = nocodb.add_table("pBase", "Archive", COLUMNS, [{"name": f"Kept {i}"} for i in range(3)])

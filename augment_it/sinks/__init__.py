@@ -3,11 +3,12 @@
 A sink's `write(records)` writes each record's augmented fields onto the store and returns counts:
 `updated`, `created`, `failed` (records the store refused) and the first `errors`. A store that
 cannot be reached or refuses the credentials raises a UserInputError instead: nothing was written.
+An update never sends a missing value (None, NaN): it would clear what the store holds now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +35,13 @@ class SinkCounts:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def present_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values to send to an existing record: a missing one (None, as `plain` makes of NaN) is
+    left out, since sending null would clear what the store holds now, e.g. a value a teammate typed
+    in while the run waited for review. A real value ("", 0, false) is kept."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class Sink(Protocol):
@@ -73,4 +81,4 @@ def writable_fields(frame: pd.DataFrame, requested: Sequence[str]) -> list[str]:
     return [f for f in requested if f in frame.columns]
 
 
-__all__ = ["Sink", "SinkCounts", "open_sink", "register_sink_scheme", "writable_fields"]
+__all__ = ["Sink", "SinkCounts", "open_sink", "present_values", "register_sink_scheme", "writable_fields"]

@@ -5,8 +5,10 @@ carry their Airtable record id (STORE_KEY, set by the Airtable source) and are u
 (including records read from another table or base) are upserted on `key` (Airtable's
 performUpsert) or created when no key is given. Requests carry at most 10 records (Airtable
 answers 422 to more) and `typecast`, so select options and numbers written as text are converted
-by Airtable instead of refused. A refused value fails its record only; an unknown field or a
-table the token cannot write stops the write with one error.
+by Airtable instead of refused. A missing value is left out of its record's fields, so it never
+clears a cell (records of one request may then name different fields, as Airtable allows). A
+refused value fails its record only; an unknown field or a table the token cannot write stops the
+write with one error.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from augment_it.connections import STORE_KEY, read_from
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing, plain
-from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
+from augment_it.sinks import SinkCounts, present_values, register_sink_scheme, writable_fields
 from augment_it.sources import SOURCE
 from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of
 
@@ -65,7 +67,7 @@ class AirtableSink:
         table = self.target.table_client()
         by_id, by_key, keyless = [], [], 0
         for row in records.to_dict(orient="records"):
-            values = {f: plain(row[f], strict_json=True) for f in fields}
+            values = present_values({f: plain(row[f], strict_json=True) for f in fields})
             record_id = self._record_id(row)
             if record_id:
                 by_id.append({"id": record_id, "fields": values})

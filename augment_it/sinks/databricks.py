@@ -3,9 +3,11 @@
 - `databricks://CATALOG.SCHEMA.TABLE?key=id&fields=a,b`: a `MERGE INTO ... USING (SELECT :k0 ...
   UNION ALL ...) ON target.key = source.key` per batch of rows, values passed as typed statement
   parameters (never spliced into the SQL): matched rows get the fields updated, new keys are
-  inserted. Running it again updates the same rows and inserts nothing. A batch holds at most
-  `rows_per_statement` rows and stays within Databricks' limits for native parameters: 255
-  markers (so fewer rows when there are many fields) and 1 MB of values per statement.
+  inserted. A matched row sets only the fields it has a value for: a missing (NULL) value never
+  overwrites the target's. Running it again updates the same rows and inserts nothing. A batch
+  holds at most `rows_per_statement` rows and stays within Databricks' limits for native
+  parameters: 255 markers (so fewer rows when there are many fields) and 1 MB of values per
+  statement.
 - One key, one row: Delta refuses a MERGE where two source rows match one target row, and inserts
   both when none does. So when several records of one write have the same key, the last one is
   written and each earlier one is counted as failed, with the key in the reason.
@@ -71,10 +73,34 @@ def as_parameter_text(value: Any) -> str | None:
     return str(value)
 
 
-def merge_statement(table: str, key: str, fields: list[str], rows: int) -> str:
+def matched_clauses(fields: list[str], present: list[tuple[bool, ...]]) -> str:
+    """`WHEN MATCHED` clauses that set, in each row, only the (quoted) fields it has a value for.
+
+    A missing value must not clear the target's, e.g. one typed in while the run waited for review.
+    Not `SET f = COALESCE(source.f, target.f)`: COALESCE takes the least common type of parameter
+    and column (DOUBLE for a DECIMAL column, BIGINT for a STRING one), so a kept value could be
+    changed or fail to convert. Instead one clause per pattern of present fields in the batch,
+    each a plain assignment as before.
+    """
+    if not fields:
+        return ""
+    patterns = list(dict.fromkeys(present))
+    clauses = []
+    for pattern in patterns:
+        # A row with nothing to write still needs a clause, for Databricks to count it updated.
+        sets = [f"{f} = source.{f}" for f, has in zip(fields, pattern, strict=True) if has] or [
+            f"{fields[0]} = target.{fields[0]}"]
+        condition = "".join(f" AND source.{f} IS {'NOT ' if has else ''}NULL"
+                            for f, has in zip(fields, pattern, strict=True)) if len(patterns) > 1 else ""
+        clauses.append(f"WHEN MATCHED{condition} THEN UPDATE SET {', '.join(sets)} ")
+    return "".join(clauses)
+
+
+def merge_statement(table: str, key: str, fields: list[str], present: list[tuple[bool, ...]]) -> str:
+    """The MERGE for one batch; `present[row][i]`: whether that row has a value for `fields[i]`."""
     columns = [key, *fields]
     selects = []
-    for row in range(rows):
+    for row in range(len(present)):
         names = [f":k{row}", *(f":v{row}_{i}" for i in range(len(fields)))]
         if row == 0:
             selects.append("SELECT " + ", ".join(f"{n} AS {quote_identifier(c)}" for n, c in zip(
@@ -82,11 +108,9 @@ def merge_statement(table: str, key: str, fields: list[str], rows: int) -> str:
         else:
             selects.append("SELECT " + ", ".join(names))
     quoted = [quote_identifier(c) for c in columns]
-    updates = ", ".join(f"{q} = source.{q}" for q in quoted[1:])
     sql = (f"MERGE INTO {quote_table(table)} AS target USING ({' UNION ALL '.join(selects)}) AS source "
            f"ON target.{quoted[0]} = source.{quoted[0]} ")
-    if updates:
-        sql += f"WHEN MATCHED THEN UPDATE SET {updates} "
+    sql += matched_clauses(quoted[1:], present)
     sources = ", ".join("source." + q for q in quoted)
     sql += f"WHEN NOT MATCHED THEN INSERT ({', '.join(quoted)}) VALUES ({sources})"
     return sql
@@ -100,6 +124,11 @@ class MergeRow:
     @property
     def size(self) -> int:
         return sum(len(t.encode("utf-8")) for t in self.texts if t is not None)
+
+    @property
+    def present(self) -> tuple[bool, ...]:
+        """For each field, whether the row has a value for it."""
+        return tuple(t is not None for t in self.texts[1:])
 
 
 def statement_batches(rows: list[MergeRow], most: int) -> Iterator[list[MergeRow]]:
@@ -165,7 +194,7 @@ class DatabricksTableSink:
             parameters = [StatementParameterListItem(name=f"k{index}" if i == 0 else f"v{index}_{i - 1}",
                                                      type=types[i], value=text)
                           for index, row in enumerate(batch) for i, text in enumerate(row.texts)]
-            statement = merge_statement(table, self.key, fields, len(batch))
+            statement = merge_statement(table, self.key, fields, [row.present for row in batch])
             try:
                 columns, result = runner.run(statement, parameters)
             except DatabricksUnreachableError as exc:

@@ -6,6 +6,9 @@ are updated with `PATCH /api/v2/tables/{tableId}/records`; other rows are create
 NocoDB drops fields that are not columns of the table and still answers 200, so the fields are
 checked against the table's columns first (when the token may read them).
 
+An update leaves a missing value out of its row, so it never clears a cell; an insert sends it as
+null (an empty cell, whatever the column's default, as a Databricks INSERT does).
+
 A batch refused as a whole is retried row by row so only the bad rows count as failed: an update
 (PATCH) on any refusal, an insert (POST) only on a validation refusal (400/422), since NocoDB
 validates every row and inserts the batch in one transaction, so none of it was written. A
@@ -24,7 +27,7 @@ import pandas as pd
 from augment_it.connections import STORE_KEY, store_key_for
 from augment_it.errors import InputNotice, UserInputError
 from augment_it.records import is_missing, plain
-from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
+from augment_it.sinks import SinkCounts, present_values, register_sink_scheme, writable_fields
 from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
 
 FATAL_STATUSES = {401, 403}
@@ -63,7 +66,7 @@ class NocoDBSink:
                 if pk is None:
                     creates.append(values)
                 else:
-                    updates.append({key: pk, **values})
+                    updates.append({key: pk, **present_values(values)})
             sent = [f for f in fields if f != key] + ([key] if updates else [])
             self._check_columns(client, table_id, sent)
             size = self.target.settings.batch_size
