@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,19 +106,40 @@ def test_records_without_a_key_value_are_counted_once(airtable: AirtableStandin)
     assert [e["records"] for e in upserts[-3:]] == [2, 1, 1], "the keyless record is never sent"
 
 
+def target_with(server: AirtableStandin, **settings: float) -> AirtableTarget:
+    """The target with settings the environment does not carry (timeout, retries)."""
+    values = AirtableSettings(api_key=TOKEN, endpoint_url=server.url, **settings)
+    return AirtableTarget("appBase", "Companies", values, StoreURI.parse("airtable://appBase/Companies"))
+
+
 def test_a_create_that_times_out_is_not_sent_again(airtable: AirtableStandin) -> None:
     table = airtable.add_table("appBase", "Companies", FIELDS)
-    settings = AirtableSettings(api_key=TOKEN, endpoint_url=airtable.url, timeout_seconds=0.5)
-    target = AirtableTarget("appBase", "Companies", settings, StoreURI.parse("airtable://appBase/Companies"))
+    target = target_with(airtable, timeout_seconds=0.5)
     airtable.delay_next(1.5, "POST")
-    counts = AirtableSink(target, ["name"], None).write(pd.DataFrame({"name": ["A", "B", "C"]}))
-    assert (counts["created"], counts["failed"]) == (0, 3)
-    assert "may have been applied" in counts["errors"][0]
+    unanswered = r"cannot reach Airtable at .*: ReadTimeout \(the records may have been created: not sent"
+    with pytest.raises(UserInputError, match=unanswered):
+        AirtableSink(target, ["name"], None).write(pd.DataFrame({"name": ["A", "B", "C"]}))
     assert [e["method"] for e in airtable.log] == ["POST"], "a POST is never repeated after it was sent"
     assert sorted(r["fields"]["name"] for r in table.records.values()) == ["A", "B", "C"]
     airtable.delay_next(1.5, "GET")  # a read that timed out is safe to repeat
     assert len(AirtableSource(target).read().records) == 3
     assert [e["method"] for e in airtable.log[1:]] == ["GET", "GET"]
+
+
+def test_a_host_that_stops_answering_stops_the_write(airtable: AirtableStandin) -> None:
+    airtable.add_table("appBase", "Companies", FIELDS, companies(25))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records).assign(summary="s")
+    writer = AirtableSink(target_with(airtable, timeout_seconds=0.3, max_retries=0), ["summary"], None)
+    airtable.delay_next(1.0, "PATCH", after=1)  # the first PATCH is answered, the second too late
+    counts = writer.write(records)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (10, 0, 15)
+    unanswered = rf"cannot reach Airtable at {re.escape(airtable.url)}: \w+"
+    assert re.fullmatch(rf"15 record\(s\): not written, {unanswered}", counts["errors"][0]), counts["errors"]
+    assert [e["records"] for e in airtable.log if e["method"] == "PATCH"] == [10, 10], "none after it"
+    airtable.delay_next(1.0, "PATCH")  # nothing written yet: one error for the whole write
+    with pytest.raises(UserInputError, match=rf"^{unanswered}$"):
+        writer.write(records)
+    assert [e["records"] for e in airtable.log if e["method"] == "PATCH"] == [10, 10, 10]
 
 
 def test_a_missing_value_never_clears_a_stored_one(airtable: AirtableStandin) -> None:

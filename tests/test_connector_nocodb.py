@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,16 +121,28 @@ def test_an_insert_is_split_only_when_refused_as_a_whole(nocodb: NocoDBStandin) 
     assert open_sink(f"nocodb://{table.id}", ["name"]).write(rows[["name"]])["created"] == 4
 
 
-def test_a_batch_without_an_answer_is_counted_failed_and_the_write_goes_on(nocodb: NocoDBStandin) -> None:
-    table = nocodb.add_table("pBase", "Companies", COLUMNS)
-    nocodb.delay_next(1.5, "POST")  # the server inserts the rows but the answer comes too late
-    rows = pd.DataFrame({"name": ["a", "b", "c", "d", "e"]})
-    counts = sink(nocodb, table.id, ["name"], timeout_seconds=0.5, batch_size=2).write(rows)
-    assert (counts["created"], counts["failed"]) == (3, 2)
-    assert "cannot reach NocoDB" in counts["errors"][0] and "may have been created" in counts["errors"][0]
-    posts = [e["rows"] for e in nocodb.log if e["method"] == "POST"]
-    assert posts == [2, 2, 1], "the POST that timed out is not sent again"
-    assert sorted(row["name"] for row in table.rows.values()) == ["a", "b", "c", "d", "e"]
+def test_a_host_that_stops_answering_stops_the_write(nocodb: NocoDBStandin) -> None:
+    table = nocodb.add_table("pBase", "Companies", COLUMNS, companies(4))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records).assign(summary="s")
+    rows = pd.concat([records, pd.DataFrame({"summary": ["n1", "n2", "n3"]})], ignore_index=True)
+    writer = sink(nocodb, table.id, ["summary"], timeout_seconds=0.3, max_retries=0, batch_size=2)
+    nocodb.delay_next(1.0, "PATCH", after=1)  # the first PATCH is answered, the second too late
+    counts = writer.write(rows)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (2, 0, 5)
+    unanswered = rf"cannot reach NocoDB at {re.escape(nocodb.url)}: \w+"
+    assert re.fullmatch(rf"5 row\(s\): not written, {unanswered}", counts["errors"][0]), counts["errors"]
+    writes = [(e["method"], e["rows"]) for e in nocodb.log if e["method"] in ("PATCH", "POST")]
+    assert writes == [("PATCH", 2), ("PATCH", 2)], "no request after the one without an answer"
+    # A POST without an answer may have inserted its rows: it is not sent again either.
+    nocodb.delay_next(1.0, "POST", after=1)
+    counts = writer.write(pd.DataFrame({"name": ["a", "b", "c", "d", "e"]}).assign(summary="s"))
+    assert (counts["created"], counts["failed"]) == (2, 3) and "may have been created" in counts["errors"][0]
+    assert [e["rows"] for e in nocodb.log if e["method"] == "POST"] == [2, 2]
+    # Nothing written yet: the store cannot be used, one error for the whole write.
+    nocodb.delay_next(1.0, "PATCH")
+    with pytest.raises(UserInputError, match=rf"^{unanswered}$"):
+        writer.write(rows)
+    assert [e["method"] for e in nocodb.log if e["method"] in ("PATCH", "POST")][-1] == "PATCH"
 
 
 def test_a_missing_value_never_clears_a_stored_one(nocodb: NocoDBStandin) -> None:

@@ -3,6 +3,7 @@
 A sink's `write(records)` writes each record's augmented fields onto the store and returns counts:
 `updated`, `created`, `failed` (records the store refused) and the first `errors`. A store that
 cannot be reached or refuses the credentials raises a UserInputError instead: nothing was written.
+A store that stops answering mid-write stops it; the records not written are counted as failed.
 An update never sends a missing value (None, NaN): it would clear what the store holds now.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
 from augment_it.errors import UserInputError
 
 MAX_ERRORS_KEPT = 20
+R = TypeVar("R")
 
 
 @dataclass
@@ -33,8 +35,43 @@ class SinkCounts:
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append(reason)
 
+    @property
+    def written(self) -> int:
+        return self.updated + self.created
+
+    @property
+    def counted(self) -> int:
+        return self.updated + self.created + self.failed
+
+    def stop_unanswered(self, error: UserInputError, unsent: int, which: str) -> None:
+        """The store gave no answer after the retries: the caller stops writing, since every later
+        request would wait them out again. With nothing written yet the store cannot be used at all
+        and `error` is raised; else the `unsent` records are counted as failed, keeping the counts."""
+        if not self.written:
+            raise error
+        self.fail(unsent, f"{which}: not written, {error}")
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def send_in_turn(sends: Sequence[tuple[int, Callable[[], None]]], counts: SinkCounts,
+                 unanswered: type[UserInputError], noun: str) -> None:
+    """Make (records, send) pairs in turn, each send counting its records, until one gets no answer
+    (raises `unanswered`): then stop, counting every record not counted yet as not written."""
+    total = sum(size for size, _ in sends)
+    counted_before = counts.counted
+    for _, send in sends:
+        try:
+            send()
+        except unanswered as exc:
+            unsent = total - (counts.counted - counted_before)
+            counts.stop_unanswered(exc, unsent, f"{unsent} {noun}")
+            return
+
+
+def in_batches(rows: list[R], size: int) -> list[list[R]]:
+    return [rows[start:start + size] for start in range(0, len(rows), size)]
 
 
 def present_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,4 +118,5 @@ def writable_fields(frame: pd.DataFrame, requested: Sequence[str]) -> list[str]:
     return [f for f in requested if f in frame.columns]
 
 
-__all__ = ["Sink", "SinkCounts", "open_sink", "present_values", "register_sink_scheme", "writable_fields"]
+__all__ = ["Sink", "SinkCounts", "in_batches", "open_sink", "present_values", "register_sink_scheme",
+           "send_in_turn", "writable_fields"]

@@ -8,7 +8,8 @@ answers 422 to more) and `typecast`, so select options and numbers written as te
 by Airtable instead of refused. A missing value is left out of its record's fields, so it never
 clears a cell (records of one request may then name different fields, as Airtable allows). A
 refused value fails its record only; an unknown field or a table the token cannot write stops the
-write with one error.
+write with one error. A request without an answer after the retries stops the write too (see
+SinkCounts.stop_unanswered): every later one would wait them out again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,7 +25,14 @@ import pandas as pd
 from augment_it.connections import STORE_KEY, read_from
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing, plain
-from augment_it.sinks import SinkCounts, present_values, register_sink_scheme, writable_fields
+from augment_it.sinks import (
+    SinkCounts,
+    in_batches,
+    present_values,
+    register_sink_scheme,
+    send_in_turn,
+    writable_fields,
+)
 from augment_it.sources import SOURCE
 from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of
 
@@ -37,6 +46,10 @@ FATAL_STATUSES = {401, 403, 404}  # wrong token, no access, no such base/table: 
 FATAL_ERROR_TYPES = {"UNKNOWN_FIELD_NAME", "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", "INVALID_PERMISSIONS",
                      "NOT_FOUND", "AUTHENTICATION_REQUIRED"}
 TABLE_ID = re.compile(r"tbl[A-Za-z0-9]{14}")
+
+
+class AirtableUnreachable(UserInputError):
+    """No answer from Airtable (refused, dropped or timed out) after the retries allowed."""
 
 
 def error_type(exc: Exception) -> str | None:
@@ -79,10 +92,9 @@ class AirtableSink:
                 by_key.append({"fields": values})
         if keyless:
             counts.fail(keyless, f"{keyless} record(s) have no value in key field {self.key!r}")
-        for start in range(0, len(by_id), RECORDS_PER_REQUEST):
-            self._send(table, by_id[start:start + RECORDS_PER_REQUEST], counts)
-        for start in range(0, len(by_key), RECORDS_PER_REQUEST):
-            self._send(table, by_key[start:start + RECORDS_PER_REQUEST], counts)
+        sends = [(len(batch), partial(self._send, table, batch, counts))
+                 for group in (by_id, by_key) for batch in in_batches(group, RECORDS_PER_REQUEST)]
+        send_in_turn(sends, counts, AirtableUnreachable, "record(s)")
         return counts.as_dict()
 
     def _record_id(self, row: dict[str, Any]) -> str | None:
@@ -109,11 +121,16 @@ class AirtableSink:
         try:
             self._request(table, batch, counts)
         except requests.RequestException as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+            response = getattr(exc, "response", None)
+            if response is None:
+                # A create is never repeated (IDEMPOTENT_METHODS): it may have been applied unanswered.
+                maybe = " (the records may have been created: not sent again)" if self._creates(batch) else ""
+                raise AirtableUnreachable(f"cannot reach Airtable at {self.target.settings.endpoint_url}: "
+                                          f"{type(exc).__name__}{maybe}") from None
+            status = response.status_code
             reason = describe_http_error(exc)
             if status in FATAL_STATUSES or error_type(exc) in FATAL_ERROR_TYPES:
-                written = counts.updated + counts.created
-                after = f" (after {written} record(s) were written)" if written else ""
+                after = f" (after {counts.written} record(s) were written)" if counts.written else ""
                 raise UserInputError(f"airtable:{counts.target}: cannot write: {reason}{after}") from None
             if status == 422 and split and len(batch) > 1:
                 # One bad value refuses the whole request: send the records one by one so only
@@ -123,6 +140,10 @@ class AirtableSink:
                 return
             which = ", ".join(r.get("id") or "new record" for r in batch)
             counts.fail(len(batch), f"{which}: {reason}")
+
+    def _creates(self, batch: list[dict[str, Any]]) -> bool:
+        """Whether the batch goes as a POST: records without an id, and no key to upsert on."""
+        return not self.key and not all("id" in r for r in batch)
 
     def _request(self, table: Table, batch: list[dict[str, Any]], counts: SinkCounts) -> None:
         if all("id" in r for r in batch):

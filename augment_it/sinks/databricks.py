@@ -189,7 +189,7 @@ class DatabricksTableSink:
         types = [key_type, *(sql_type([values[i] for _, values in rows]) for i in range(len(fields)))]
         merge_rows = self._last_per_key(rows, key_type, counts)
         runner = StatementRunner(self.settings, self.uri.one("warehouse"))
-        done, wrote = 0, False
+        done = 0
         for batch in statement_batches(merge_rows, self.settings.rows_per_statement):
             parameters = [StatementParameterListItem(name=f"k{index}" if i == 0 else f"v{index}_{i - 1}",
                                                      type=types[i], value=text)
@@ -198,10 +198,7 @@ class DatabricksTableSink:
             try:
                 columns, result = runner.run(statement, parameters)
             except DatabricksUnreachableError as exc:
-                if not wrote:
-                    raise  # nothing written: the store cannot be used at all
-                # Every later batch would wait out the retry time again: stop, keep what was written.
-                counts.fail(len(merge_rows) - done, f"{describe_keys(merge_rows[done:])}: not written, {exc}")
+                counts.stop_unanswered(exc, len(merge_rows) - done, describe_keys(merge_rows[done:]))
                 break
             except DatabricksAccessError:
                 raise
@@ -209,7 +206,6 @@ class DatabricksTableSink:
                 counts.fail(len(batch), f"{describe_keys(batch)}: {exc}")
             else:
                 self._count(counts, columns, result, len(batch))
-                wrote = True
             done += len(batch)
         return counts.as_dict()
 

@@ -12,7 +12,8 @@ null (an empty cell, whatever the column's default, as a Databricks INSERT does)
 A batch refused as a whole is retried row by row so only the bad rows count as failed: an update
 (PATCH) on any refusal, an insert (POST) only on a validation refusal (400/422), since NocoDB
 validates every row and inserts the batch in one transaction, so none of it was written. A
-batch that gets no answer is counted as failed, not sent again: the rows may have been written.
+batch that gets no answer after the retries stops the write (see SinkCounts.stop_unanswered):
+every later one would wait them out again. It is not sent again: its rows may have been written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -27,7 +29,14 @@ import pandas as pd
 from augment_it.connections import STORE_KEY, store_key_for
 from augment_it.errors import InputNotice, UserInputError
 from augment_it.records import is_missing, plain
-from augment_it.sinks import SinkCounts, present_values, register_sink_scheme, writable_fields
+from augment_it.sinks import (
+    SinkCounts,
+    in_batches,
+    present_values,
+    register_sink_scheme,
+    send_in_turn,
+    writable_fields,
+)
 from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
 
 FATAL_STATUSES = {401, 403}
@@ -70,10 +79,10 @@ class NocoDBSink:
             sent = [f for f in fields if f != key] + ([key] if updates else [])
             self._check_columns(client, table_id, sent)
             size = self.target.settings.batch_size
-            for start in range(0, len(updates), size):
-                self._send(client, table_id, "PATCH", updates[start:start + size], counts)
-            for start in range(0, len(creates), size):
-                self._send(client, table_id, "POST", creates[start:start + size], counts)
+            sends = [(len(batch), partial(self._send, client, table_id, method, batch, counts))
+                     for method, rows in (("PATCH", updates), ("POST", creates))
+                     for batch in in_batches(rows, size)]
+            send_in_turn(sends, counts, NocoDBUnreachable, "row(s)")
         finally:
             client.close()
         return counts.as_dict()
@@ -119,9 +128,10 @@ class NocoDBSink:
         try:
             response = client.request(method, f"/api/v2/tables/{table_id}/records", json=batch)
         except NocoDBUnreachable as exc:
-            maybe = " (the rows may have been created: not sent again)" if method == "POST" else ""
-            counts.fail(len(batch), f"{self._which(batch)}: {exc}{maybe}")
-            return
+            if method == "POST":  # never repeated by the client: it may have been applied unanswered
+                raise NocoDBUnreachable(f"{exc} (the rows sent last may have been created: not sent "
+                                        "again)") from None
+            raise
         if response.is_success:
             if method == "PATCH":
                 counts.updated += len(batch)

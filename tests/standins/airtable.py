@@ -13,8 +13,8 @@
   in a second (with `Retry-After`).
 - Empty cell values are left out of `fields`, as Airtable does.
 - `fail_next(status, error)` answers the next requests with an error before doing anything;
-  `delay_next(seconds, method)` does the next such request, then answers late (an answer lost to a
-  client timeout: the change was applied all the same).
+  `delay_next(seconds, method, times, after)` does the next such requests (after `after` answered
+  on time), then answers late (an answer lost to a client timeout: the change was applied all the same).
 
 Formulas understood: `{F}='v'`, `{F}!='v'`, `{F}=3`, `{F}` (non-empty), `NOT(...)`, `AND(...)`,
 `OR(...)`; anything else is answered 422 like an invalid formula.
@@ -225,9 +225,8 @@ class AirtableStandin(BackgroundServer):
         for _ in range(times):
             self.faults.append((status, error, headers or {}))
 
-    def delay_next(self, seconds: float, method: str, times: int = 1) -> None:
-        for _ in range(times):
-            self.delays.append((seconds, method.upper()))
+    def delay_next(self, seconds: float, method: str, times: int = 1, after: int = 0) -> None:
+        self.delays.extend([(0.0, method.upper())] * after + [(seconds, method.upper())] * times)
 
     def max_requests_in_any_second(self, base: str) -> int:
         times = sorted(e["time"] for e in self.log if e["base"] == base and e["status"] != 429)

@@ -15,8 +15,8 @@
   token whose role may not read the schema.
 - The token goes in the `xc-token` header; otherwise 401 `{"msg": "Authentication required - Invalid token"}`.
 - `fail_next(status, body, headers, method=None)` queues faults (e.g. 429 with Retry-After) for the
-  next requests (of that method); `delay_next(seconds, method)` does the next such request, then
-  answers late (an answer lost to a client timeout).
+  next requests (of that method); `delay_next(seconds, method, times, after)` does the next such
+  requests (after `after` answered on time), then answers late (an answer lost to a client timeout).
 """
 
 from __future__ import annotations
@@ -156,9 +156,8 @@ class NocoDBStandin(BackgroundServer):
         for _ in range(times):
             self.faults.append((status, body, headers or {}, method and method.upper()))
 
-    def delay_next(self, seconds: float, method: str, times: int = 1) -> None:
-        for _ in range(times):
-            self.delays.append((seconds, method.upper()))
+    def delay_next(self, seconds: float, method: str, times: int = 1, after: int = 0) -> None:
+        self.delays.extend([(0.0, method.upper())] * after + [(seconds, method.upper())] * times)
 
     def _table(self, table_id: str) -> NocoTable:
         for tables in self.bases.values():
