@@ -87,7 +87,7 @@ def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
     fs, path = filesystem(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.tmp"
-    storable = to_storable(frame)
+    storable = to_storable(frame, fmt)
     with fs.open(tmp, "wb") as handle:
         if fmt == "parquet":
             storable.to_parquet(handle, index=False)
