@@ -16,7 +16,7 @@ from augment_it import progress
 from augment_it.layout import RunLayout, exists, read_frame, write_frame, write_json
 from augment_it.pricing import PriceTable
 from augment_it.processing import ModelPlan, apply_overrides, augment_records, open_plan
-from augment_it.records import AI_STATUS, ID
+from augment_it.records import AI_STATUS, ID, records_frame
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate
 from blocks.providers import stored_credentials
@@ -52,9 +52,9 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     if exists(part):  # finished by an earlier run of the same records and template
         progress.advance(len(records))
         return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
-    frame = pd.DataFrame(await augment_records(records, template, plan, prices, rank))
-    # Token counts stay integers when some are unknown (None), rather than becoming floats.
-    frame = frame.astype({"_input_tokens": "Int64", "_output_tokens": "Int64"})
+    # Integer fields (the source's, the model's, token counts) with a gap stay integers.
+    frame = records_frame(await augment_records(records, template, plan, prices, rank))
+    frame = frame.astype({"_input_tokens": "Int64", "_output_tokens": "Int64"})  # also when all unknown
     write_frame(frame, part)
     return {**chunk_counts(frame), "part": part, "resumed": False}
 

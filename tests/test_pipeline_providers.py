@@ -138,3 +138,21 @@ def test_a_temperature_the_provider_refuses_stops_the_run_before_any_call(llm, t
     assert f"template {template}: temperature 1.5 is outside 0.0-1.0, the range anthropic accepts" \
         in state.message
     assert llm.total_requests == 0
+
+
+def test_integers_stay_integers_through_processing_when_some_are_missing(llm, tmp_path: Path) -> None:
+    source = tmp_path / "gaps.jsonl"  # JSON has ints of its own (a CSV holds text unless typed)
+    source.write_text('{"id": "c1", "name": "Acme", "employees": 120}\n{"id": "c2", "name": "Borealis"}\n'
+                      '{"id": "c3", "name": "Cobalt", "employees": 12}\n')
+    template = tmp_path / "t.yaml"
+    template.write_text("name: gaps\nprovider: openai\nmodel: gpt-4o-mini\n"
+                        "prompt: 'Describe {{ name }}'\noutput:\n  score: integer\n")
+    llm.script("Borealis", "this is not JSON")  # fails after its repair: its score stays missing
+    llm.script("Your answer could not", "still not JSON")
+    summary = run_pipeline(source, template, tmp_path / "out", id_column="id").result()
+    assert summary["exported"] == 2 and summary["failed"] == 1
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    failed = pd.read_parquet(tmp_path / "out" / "failed.parquet")
+    for frame, column in ((exported, "employees"), (exported, "score"), (failed, "score")):
+        assert pd.api.types.is_integer_dtype(frame[column]), f"{column}: {frame[column].dtype}"
+    assert exported["employees"].tolist() == [120, 12] and failed["employees"].isna().all()
