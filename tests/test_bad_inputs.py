@@ -76,6 +76,21 @@ def test_cli_prints_the_error_and_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "a template is a mapping" in result.output
 
 
+def test_cli_refuses_a_parameter_the_chosen_provider_would_refuse_before_any_flow(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    template = tmp_path / "warm.yaml"
+    template.write_text("name: warm\nprovider: openai\nmodel: m\ntemperature: 1.5\n"
+                        "prompt: 'About {{ name }}'\n")
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t", str(template),
+                                      "--provider", "anthropic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "temperature 1.5 is outside 0.0-1.0" in result.output and "anthropic" in result.output
+    assert not (tmp_path / "out").exists(), "a flow ran before the template was checked"
+
+
 def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> None:
     """Rich would wrap at 80 columns and read `[...]` as markup; a path must survive both."""
     from typer.testing import CliRunner

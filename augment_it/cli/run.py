@@ -16,6 +16,7 @@ from augment_it import progress
 from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
+from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
 from augment_it.sources import open_source
@@ -50,11 +51,11 @@ def run(
 ) -> None:
     """Collect SOURCE, augment it with TEMPLATE, review, and export under --out."""
     source = web_source_uri(source, url_column)
-    check_inputs(source, template)
     settings = ProcessSettings(
         provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
         call=CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
     )
+    check_inputs(source, template, settings)
     from flows.pipeline import augment_pipeline
 
     with ProgressBar(console) as bar:
@@ -74,11 +75,12 @@ def run(
         raise typer.Exit(1)
 
 
-def check_inputs(source: str, template: str) -> None:
-    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template."""
+def check_inputs(source: str, template: str, settings: ProcessSettings) -> None:
+    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template,
+    a template parameter the provider used (the template's or --provider) would refuse."""
     try:
         open_source(source)
-        load_template(template)
+        apply_overrides(load_template(template), settings, origin=template)
     except UserInputError as exc:
         fail(str(exc))
 
