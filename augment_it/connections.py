@@ -19,11 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ValidationError
 
 from augment_it.errors import UserInputError
-
-# The store's own key for a record (Airtable record id, NocoDB primary key, Databricks key column):
-# sources set it so a sink can write onto the same record, whatever `_id` validation assigns. It is
-# a key only in the table it was read from: sinks take it through `store_key_for`.
-STORE_KEY = "_store_key"
+from augment_it.records import SOURCE, STORE_KEY, is_missing
 
 
 class ConnectionSettings(BaseModel):
@@ -142,8 +138,6 @@ def read_from(record: Mapping[str, Any], location: str) -> bool:
     Sources name a record `SCHEME:TABLE#KEY` (e.g. `nocodb:m1a2b3#5`, `airtable:appX/Companies#recY`);
     a sink passes its own `SCHEME:TABLE` spelled the same way.
     """
-    from augment_it.sources import SOURCE
-
     source = record.get(SOURCE)
     return isinstance(source, str) and source.startswith(f"{location}#")
 
@@ -154,8 +148,6 @@ def store_key_for(record: Mapping[str, Any], location: str) -> Any:
     A key read from another store or table names an unrelated row here (NocoDB and Databricks keys
     are per table), so a sink writes such a record as a new one instead of onto that row.
     """
-    from augment_it.records import is_missing
-
     key = record.get(STORE_KEY)
     if is_missing(key) or not read_from(record, location):
         return None

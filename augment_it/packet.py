@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from augment_it.records import AI_STATUS, ID, REASON, SYSTEM_PREFIX, is_missing
+from augment_it.records import AI_STATUS, ID, REASON, is_missing, is_system
 from augment_it.review import SCORE, ReviewRequest, reviewable
 
 LOW_SCORE = 0.5
@@ -34,7 +34,7 @@ def flags(record: dict[str, Any], output_fields: Iterable[str]) -> str:
 def key_fields(frame: pd.DataFrame, output_fields: Iterable[str], limit: int = 3) -> list[str]:
     """The first few of the record's own input fields: enough to recognise it."""
     skip = {*ENRICHED, *output_fields}
-    return [c for c in frame.columns if not str(c).startswith(SYSTEM_PREFIX) and c not in skip
+    return [c for c in frame.columns if not is_system(c) and c not in skip
             and not str(c).startswith("review")][:limit]
 
 

@@ -18,7 +18,7 @@ from augment_it.enrichers import ENRICHED_FIELDS, enrich, language_model_ready, 
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelReply, ModelRequest, ProviderError
-from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, SYSTEM_PREFIX
+from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, is_system
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate, RenderError, TemplateError
 
@@ -55,7 +55,7 @@ async def augment_records(records: list[dict[str, Any]], template: PromptTemplat
     # What the record brought, not what a previous run wrote back onto it (a store round trip
     # returns the AI fields and enrichers as columns; they must not count as input).
     produced = {*template.output_fields, *ENRICHED_FIELDS}
-    input_fields = [k for k in records[0] if not k.startswith(SYSTEM_PREFIX) and k not in produced] \
+    input_fields = [k for k in records[0] if not is_system(k) and k not in produced] \
         if records else []
     load_language_model()  # in the background, while the first calls wait on the network
     # As many workers as model slots, each rendering its next record just before asking: a

@@ -14,13 +14,22 @@ import pandas as pd
 
 from augment_it.errors import UserInputError
 
-# System columns carry a leading underscore so they never collide with a user's own fields.
+# System columns carry a leading underscore so they rarely meet a user's own field names.
 ID = "_id"
 ROW = "_row"  # 1-based position in the source, used to name a record in every error
+SOURCE = "_source"  # where a record came from, e.g. "companies.csv:5", for error messages
 REASON = "_reason"  # why a record was quarantined or failed
 AI_STATUS = "_ai_status"  # ok | failed | skipped
 RAW_ANSWER = "_raw_answer"  # the model's answer, kept when it could not be used
-SYSTEM_PREFIX = "_"
+# The store's own key for a record (Airtable record id, NocoDB primary key, Databricks key column):
+# sources set it so a sink can write onto the same record, whatever `_id` validation assigns. It is
+# a key only in the table it was read from: sinks take it through `connections.store_key_for`.
+STORE_KEY = "_store_key"
+# Every column augment-it writes on a record (at collect, and in processing._augment_one). Known by
+# name, not by the underscore: a user's own `_comment` is the user's, seen by templates like any field.
+SYSTEM_COLUMNS = frozenset({ID, ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_ANSWER, "_provider", "_model",
+                            "_template", "_template_version", "_input_tokens", "_output_tokens",
+                            "_cost_usd", "_cached", "_calls"})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer
 
@@ -37,9 +46,14 @@ def content_id(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+def is_system(column: object) -> bool:
+    """Whether COLUMN is one of augment-it's own (SYSTEM_COLUMNS) rather than the record's."""
+    return column in SYSTEM_COLUMNS
+
+
 def user_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The record without system columns."""
-    return {k: v for k, v in record.items() if not k.startswith(SYSTEM_PREFIX)}
+    return {k: v for k, v in record.items() if not is_system(k)}
 
 
 def is_missing(value: Any) -> bool:

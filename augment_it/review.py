@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from augment_it.layout import RunLayout, read_frame, read_json
-from augment_it.records import AI_STATUS, ID, plain
+from augment_it.records import AI_STATUS, ID, is_system, plain
 
 REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
 REVIEW_COMMENT = "review_comment"
@@ -132,7 +132,7 @@ def expired_decision(request: ReviewRequest) -> ReviewDecision:
 
 def editable_fields(frame: pd.DataFrame) -> list[str]:
     """Fields an edit may change: the record's own and AI fields, never system or review columns."""
-    return sorted(c for c in frame.columns if not str(c).startswith("_") and c not in REVIEW_COLUMNS)
+    return sorted(c for c in frame.columns if not is_system(c) and c not in REVIEW_COLUMNS)
 
 
 def decision_problems(given: ReviewInput, frame: pd.DataFrame) -> list[str]:

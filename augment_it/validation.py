@@ -30,6 +30,7 @@ from augment_it.records import (
     as_text,
     content_id,
     is_missing,
+    is_system,
     user_fields,
 )
 from augment_it.sources import SOURCE
@@ -131,7 +132,7 @@ def validate_records(frame: pd.DataFrame, schema: RecordSchema) -> ValidationRes
     results += _check_values(text, schema, present, results)
 
     for column in missing:
-        known = ", ".join(c for c in frame.columns if not c.startswith("_"))
+        known = ", ".join(c for c in frame.columns if not is_system(c))
         for index in range(len(frame)):
             reasons[index].append(f"column '{column}' is missing from the source (it has: {known})")
     for result in results:

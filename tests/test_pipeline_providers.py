@@ -156,3 +156,20 @@ def test_integers_stay_integers_through_processing_when_some_are_missing(llm, tm
     for frame, column in ((exported, "employees"), (exported, "score"), (failed, "score")):
         assert pd.api.types.is_integer_dtype(frame[column]), f"{column}: {frame[column].dtype}"
     assert exported["employees"].tolist() == [120, 12] and failed["employees"].isna().all()
+
+
+def test_a_users_own_underscore_field_is_an_ordinary_field(llm, tmp_path: Path) -> None:
+    """Only augment-it's own columns are system columns, not every name with a leading `_`."""
+    source = tmp_path / "notes.jsonl"
+    source.write_text('{"name": "Acme", "_note": "robots"}\n'
+                      '{"name": "Acme", "_note": "berries"}\n')
+    template = tmp_path / "t.yaml"
+    template.write_text("name: notes\nprovider: openai\nmodel: gpt-4o-mini\n"
+                        "prompt: 'Describe {{ name }}, who make {{ _note }}'\noutput:\n  summary: string\n")
+    summary = run_pipeline(source, template, tmp_path / "out").result()
+    assert summary["exported"] == 2 and summary["quarantined"] == 0, summary
+    prompts = " ".join(prompt for _, prompt in llm.calls_by_prompt)
+    assert "who make robots" in prompts and "who make berries" in prompts
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
+    assert sorted(exported["_note"]) == ["berries", "robots"]
+    assert exported["_id"].nunique() == 2  # content ids count the field: the records differ by it

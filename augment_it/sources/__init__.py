@@ -13,16 +13,21 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from augment_it.connections import STORE_KEY
-from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, ROW, InputError, plain, records_frame
+from augment_it.records import (
+    ID,
+    REASON,
+    ROW,
+    SOURCE,
+    STORE_KEY,
+    SYSTEM_COLUMNS,
+    InputError,
+    plain,
+    records_frame,
+)
 
-SOURCE = "_source"  # where a record came from, e.g. "companies.csv:5", for error messages
-# Columns augment-it writes on every record (here, at collect and in processing._augment_one): a
-# field a source names so would be overwritten. `_id` is not here: it is the id when no other
-# column is named as the id.
-RESERVED = frozenset({ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_ANSWER, "_provider", "_model",
-                      "_template", "_template_version", "_input_tokens", "_output_tokens", "_cost_usd",
-                      "_cached", "_calls"})
+# A field a source names like one of augment-it's columns would be overwritten, so such a record is
+# rejected. `_id` is not among them: it is the id when no other column is named as the id.
+RESERVED = SYSTEM_COLUMNS - {ID}
 
 
 @dataclass
