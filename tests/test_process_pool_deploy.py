@@ -131,9 +131,18 @@ def workers(server: Server) -> Iterator[None]:
     register = subprocess.run([PREFECT, "block", "register", "-m", "blocks.templates"], env=server.env,
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert register.returncode == 0, register.stdout + register.stderr
-    processes = [start([PREFECT, "worker", "start", "--type", "process", "--pool", pool, "--name", pool],
-                       server.env, server.logs / f"worker-{pool}.log") for pool in POOLS]
+    processes = []
     try:
+        for pool in POOLS:
+            # One at a time: each worker updates its pool's row as it starts, and five at once on
+            # SQLite met "database is locked" (a worker that never started; its stage never ran).
+            log = server.logs / f"worker-{pool}.log"
+            processes.append(start([PREFECT, "worker", "start", "--type", "process", "--pool", pool,
+                                    "--name", pool], {**server.env, "PYTHONUNBUFFERED": "1"}, log))
+            deadline = time.time() + 120
+            while "started!" not in log.read_text(errors="replace"):
+                assert processes[-1].poll() is None and time.time() < deadline, tails(server.logs)
+                time.sleep(0.5)
         yield
     finally:
         for process in processes:
