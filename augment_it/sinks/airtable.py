@@ -146,14 +146,14 @@ class AirtableSink:
         return not self.key and not all("id" in r for r in batch)
 
     def _request(self, table: Table, batch: list[dict[str, Any]], counts: SinkCounts) -> None:
-        if all("id" in r for r in batch):
+        if self._creates(batch):
+            counts.created += len(table.batch_create([r["fields"] for r in batch], typecast=True))
+        elif all("id" in r for r in batch):
             counts.updated += len(table.batch_update(batch, typecast=True))
-        elif self.key:
+        else:
             result = table.batch_upsert(batch, key_fields=[self.key], typecast=True)
             counts.updated += len(result["updatedRecords"])
             counts.created += len(result["createdRecords"])
-        else:
-            counts.created += len(table.batch_create([r["fields"] for r in batch], typecast=True))
 
 
 def open_airtable_sink(uri: str, default_fields: Sequence[str]) -> AirtableSink:
