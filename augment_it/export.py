@@ -39,7 +39,8 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "rejected": counts["rejected"],
         "exported": counts["exported"],
         "balanced": collected == sum(counts.values()),
-        "tokens": {"input": usage.get("input_tokens", 0), "output": usage.get("output_tokens", 0)},
+        "tokens": {"input": usage.get("input_tokens", 0), "output": usage.get("output_tokens", 0),
+                   "cached_input": usage.get("cached_input_tokens", 0)},  # part of input
         "cost_usd": usage.get("cost_usd"),
         "records_without_usage": usage.get("records_without_usage", 0),  # not in tokens or cost
         "provider_calls": process_report.get("calls", {}),

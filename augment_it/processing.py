@@ -79,8 +79,8 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
     out.update({"_provider": template.provider, "_model": template.model,
                 "_template": template.name, "_template_version": template.version})
     out.update(dict.fromkeys(template.output_fields))
-    out.update({"_input_tokens": 0, "_output_tokens": 0, "_cost_usd": 0.0, "_cached": False,
-                "_calls": 0, RAW_ANSWER: None, REASON: None})
+    out.update({"_input_tokens": 0, "_cached_input_tokens": 0, "_output_tokens": 0, "_cost_usd": 0.0,
+                "_cached": False, "_calls": 0, RAW_ANSWER: None, REASON: None})
     if plan.caller is None:
         out[AI_STATUS], out[REASON] = "skipped", plan.skip_reason
     else:
@@ -133,11 +133,13 @@ def _add_usage(out: dict[str, Any], reply: ModelReply, template: PromptTemplate,
     out["_calls"] += 1
     if out["_input_tokens"] is None or reply.input_tokens is None or reply.output_tokens is None:
         # One call of unknown size makes the record's usage unknown: a part of it would read as all.
-        out["_input_tokens"] = out["_output_tokens"] = out["_cost_usd"] = None
+        out["_input_tokens"] = out["_cached_input_tokens"] = out["_output_tokens"] = out["_cost_usd"] = None
         return
     out["_input_tokens"] += reply.input_tokens
+    out["_cached_input_tokens"] += reply.cached_input_tokens
     out["_output_tokens"] += reply.output_tokens
-    cost = prices.cost(template.model, reply.input_tokens, reply.output_tokens)
+    cost = prices.cost(template.model, reply.input_tokens, reply.output_tokens, reply.cached_input_tokens,
+                       reply.cache_write_tokens)
     out["_cost_usd"] = None if cost is None or out["_cost_usd"] is None else out["_cost_usd"] + cost
 
 

@@ -28,8 +28,8 @@ STORE_KEY = "_store_key"
 # Every column augment-it writes on a record (at collect, and in processing._augment_one). Known by
 # name, not by the underscore: a user's own `_comment` is the user's, seen by templates like any field.
 SYSTEM_COLUMNS = frozenset({ID, ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_ANSWER, "_provider", "_model",
-                            "_template", "_template_version", "_input_tokens", "_output_tokens",
-                            "_cost_usd", "_cached", "_calls"})
+                            "_template", "_template_version", "_input_tokens", "_cached_input_tokens",
+                            "_output_tokens", "_cost_usd", "_cached", "_calls"})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer
 

@@ -36,9 +36,9 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     settings = settings or ProcessSettings()
     layout = RunLayout(out)
     prompt = await aoutcome(prepare_template(template, settings, return_state=True))
+    prices = PriceTable.load(settings.prices_path)  # a bad price file stops the stage before any call
     records = await load_collected(out)
     plan = await open_model(prompt, settings)
-    prices = PriceTable.load(settings.prices_path)
     size = settings.effective_chunk_size(len(records))
     chunks = [records[i:i + size] for i in range(0, len(records), size)]
     # Created beside the first chunk rather than before it: the first call need not wait for it.

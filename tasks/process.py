@@ -54,7 +54,8 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
         return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
     # Integer fields (the source's, the model's, token counts) with a gap stay integers.
     frame = records_frame(await augment_records(records, template, plan, prices, rank))
-    frame = frame.astype({"_input_tokens": "Int64", "_output_tokens": "Int64"})  # also when all unknown
+    # also when all are unknown
+    frame = frame.astype({c: "Int64" for c in ("_input_tokens", "_cached_input_tokens", "_output_tokens")})
     write_frame(frame, part)
     return {**chunk_counts(frame), "part": part, "resumed": False}
 
@@ -71,6 +72,7 @@ def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
         "ok": int(status.get("ok", 0)), "failed": int(status.get("failed", 0)),
         "skipped": int(status.get("skipped", 0)),
         "input_tokens": int(frame["_input_tokens"].sum()),
+        "cached_input_tokens": int(frame["_cached_input_tokens"].sum()),
         "output_tokens": int(frame["_output_tokens"].sum()),
         "cost_usd": None if costs.isna().any() else float(costs.sum()),
         "records_without_usage": int((~with_usage).sum()),
@@ -101,8 +103,8 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
         "ai": {"status": "skipped", "reason": plan.skip_reason} if plan.caller is None
         else {"status": "used", "provider": template.provider, "model": template.model},
         "records": {k: sum(c[k] for c in chunks) for k in ("records", "ok", "failed", "skipped", "cached")},
-        "usage": {"input_tokens": sum(c["input_tokens"] for c in chunks),
-                  "output_tokens": sum(c["output_tokens"] for c in chunks),
+        "usage": {**{k: sum(c[k] for c in chunks)
+                     for k in ("input_tokens", "cached_input_tokens", "output_tokens")},
                   "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6),
                   "records_without_usage": sum(c["records_without_usage"] for c in chunks)},
         "resumed_chunks": sum(1 for c in chunks if c["resumed"]),

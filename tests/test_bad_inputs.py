@@ -91,6 +91,29 @@ def test_cli_refuses_a_parameter_the_chosen_provider_would_refuse_before_any_flo
     assert not (tmp_path / "out").exists(), "a flow ran before the template was checked"
 
 
+@pytest.mark.parametrize(("prices", "message"), [
+    ("gpt-4o-mini: {input: 0.15, output: 0.60, cached-input: 0.07}\n",
+     "model 'gpt-4o-mini': cached-input: Extra inputs are not permitted"),  # a typo does not vanish
+    ("my-model: {input: -1, output: 2}\n", "model 'my-model': input: Input should be greater than"),
+    ("- gpt-4o-mini\n", "expected models mapped to prices"),
+    (None, "does not exist"),
+])
+def test_cli_refuses_an_unusable_price_file_before_any_flow(prices: str | None, message: str,
+                                                            tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    price_file = tmp_path / "prices.yaml"
+    if prices is not None:
+        price_file.write_text(prices)
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t", str(TEMPLATE),
+                                      "--prices", str(price_file), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert f"price file {price_file}" in result.output and message in result.output
+    assert not (tmp_path / "out").exists(), "a flow ran before the price file was checked"
+
+
 def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> None:
     """Rich would wrap at 80 columns and read `[...]` as markup; a path must survive both."""
     from typer.testing import CliRunner

@@ -129,6 +129,41 @@ def test_records_without_token_usage_are_counted_apart_not_as_free(model: str, l
         assert summary["cost_usd"] is None
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_input_read_from_the_providers_prompt_cache_is_counted_and_priced_apart(
+        provider: str, llm, tmp_path: Path) -> None:
+    """A long system prompt shared by every record is cached by the provider after the first call:
+    OpenAI counts those tokens inside prompt_tokens, Anthropic beside input_tokens."""
+    from augment_it.pricing import DEFAULT_PRICES
+
+    llm.configure(prompt_cache_min_tokens=100)
+    template = tmp_path / "long-system.yaml"
+    system = "You are a precise analyst. " + "Follow the house style guide to the letter. " * 30
+    template.write_text(TEMPLATE.read_text().replace(
+        "system: You are a precise analyst. Be factual and brief.", f"system: {system}"))
+    model = MODELS[provider]
+    summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id",
+                           settings=ProcessSettings(provider=provider, model=model,
+                                                    call={"concurrency": 1})).result()
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
+    assert summary["exported"] == 6
+    cached = exported["_cached_input_tokens"]
+    assert pd.api.types.is_integer_dtype(cached) and (cached == 0).sum() == 1  # the first call
+    assert (cached.lt(exported["_input_tokens"])).all()  # a part of the input, never all of it
+    assert summary["tokens"]["cached_input"] == int(cached.sum()) > 0
+    assert summary["tokens"]["input"] == int(exported["_input_tokens"].sum())
+    price = DEFAULT_PRICES[model]
+    assert price.cached_input is not None and price.cached_input < price.input
+    # Anthropic bills writing the cache above the input price; OpenAI writes it for nothing.
+    usage = zip(exported["_input_tokens"], cached, exported["_output_tokens"], strict=True)
+    expected = [(i - c) * price.input + c * price.cached_input + o * price.output for i, c, o in usage]
+    if provider == "anthropic":
+        system_tokens = int(cached[cached > 0].iloc[0])
+        expected = [e + (system_tokens * (price.cache_write - price.input) if c == 0 else 0)
+                    for e, c in zip(expected, cached, strict=True)]
+    assert exported["_cost_usd"].tolist() == pytest.approx([e / 1_000_000 for e in expected])
+
+
 def test_a_temperature_the_provider_refuses_stops_the_run_before_any_call(llm, tmp_path: Path) -> None:
     template = tmp_path / "hot.yaml"
     template.write_text(TEMPLATE.read_text() + "temperature: 1.5\n")  # within OpenAI's 0-2 only

@@ -16,6 +16,7 @@ from augment_it import progress
 from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
+from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
@@ -76,11 +77,12 @@ def run(
 
 
 def check_inputs(source: str, template: str, settings: ProcessSettings) -> None:
-    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template,
-    a template parameter the provider used (the template's or --provider) would refuse."""
+    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
+    or price file, a template parameter the provider used (the template's or --provider) would refuse."""
     try:
         open_source(source)
         apply_overrides(load_template(template), settings, origin=template)
+        PriceTable.load(settings.prices_path)
     except UserInputError as exc:
         fail(str(exc))
 
@@ -93,7 +95,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
         table.add_row(key, str(summary[key]))
     console.print(table)
     tokens, cost = summary["tokens"], summary["cost_usd"]
-    console.print(f"tokens: {tokens['input']} in, {tokens['output']} out; cost: "
+    cached = tokens.get("cached_input")
+    cached = f" ({cached} from the provider's prompt cache)" if cached else ""
+    console.print(f"tokens: {tokens['input']} in{cached}, {tokens['output']} out; cost: "
                   + (f"${cost:.4f}" if cost is not None else "unknown (model not in the price table)"))
     if unknown := summary.get("records_without_usage"):
         console.print(f"[yellow]{unknown} record(s) answered without token usage[/yellow] "

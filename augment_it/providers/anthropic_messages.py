@@ -19,6 +19,7 @@ from augment_it.providers.base import (
     incomplete_reason,
     provider_error,
     token_count,
+    token_part,
 )
 
 API_VERSION = "2023-06-01"  # the Messages API version whose request and answer shapes this code reads
@@ -83,8 +84,13 @@ class AnthropicMessages:
             if block.get("type") == "text":
                 text += block.get("text") or ""
         usage = message.get("usage")
-        return ModelReply(text=text, input_tokens=token_count(usage, "input_tokens"),
+        # Anthropic's input_tokens leaves out the tokens read from or written to its prompt cache.
+        read = token_part(usage, "cache_read_input_tokens")
+        written = token_part(usage, "cache_creation_input_tokens")
+        uncached = token_count(usage, "input_tokens")
+        return ModelReply(text=text, input_tokens=None if uncached is None else uncached + read + written,
                           output_tokens=token_count(usage, "output_tokens"),
+                          cached_input_tokens=read, cache_write_tokens=written,
                           incomplete=incomplete_reason(message.get("stop_reason"), request))
 
     async def close(self) -> None:

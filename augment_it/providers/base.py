@@ -59,8 +59,12 @@ class ModelRequest:
 @dataclass(frozen=True)
 class ModelReply:
     text: str
-    input_tokens: int | None = None  # None: the provider did not say (see token_count)
+    input_tokens: int | None = None  # every input token, cached or not; None: the provider did not say
     output_tokens: int | None = None
+    # Parts of input_tokens that the provider's prompt cache priced apart: read from it (cheaper)
+    # and, for Anthropic, written to it (dearer).
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
     cached: bool = field(default=False, compare=False)
     incomplete: str | None = None  # why the answer is not whole (cut off, refused, filtered)
 
@@ -91,6 +95,14 @@ def token_count(usage: object, name: str) -> int | None:
     make an answer of unknown size look known and free."""
     value = usage.get(name) if isinstance(usage, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def token_part(usage: object, *path: str) -> int:
+    """A breakdown count (e.g. cached input tokens) under `usage`; 0 where the provider sent none,
+    as older servers and OpenAI-compatible ones do: the whole count is then priced as uncached."""
+    for name in path[:-1]:
+        usage = usage.get(name) if isinstance(usage, dict) else None
+    return token_count(usage, path[-1]) or 0
 
 
 class ProviderError(Exception):

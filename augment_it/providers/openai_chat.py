@@ -15,6 +15,7 @@ from augment_it.providers.base import (
     incomplete_reason,
     provider_error,
     token_count,
+    token_part,
 )
 
 
@@ -78,6 +79,8 @@ class OpenAIChat:
         usage = answer.get("usage")
         return ModelReply(text=message.get("content") or "", input_tokens=token_count(usage, "prompt_tokens"),
                           output_tokens=token_count(usage, "completion_tokens"),
+                          # prompt_tokens includes these; OpenAI and Groq bill them at a discount.
+                          cached_input_tokens=token_part(usage, "prompt_tokens_details", "cached_tokens"),
                           incomplete=incomplete_reason(choice.get("finish_reason"), request,
                                                        message.get("refusal")))
 

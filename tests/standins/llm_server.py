@@ -106,6 +106,9 @@ class StandinConfig:
     out_of_quota: bool = False  # every request is answered 429 insufficient_quota (billing, not rate)
     p_no_usage: float = 0.0  # share of 200 answers without token counts (OpenAI-compatible servers)
     no_usage_as: NoUsage = "omitted"  # how: no `usage` object, or one whose counts are null
+    # A system prompt of at least this many tokens is cached once sent, and reported as such in
+    # later answers' usage, as the providers' prompt caches do with a shared prefix; None: off.
+    prompt_cache_min_tokens: int | None = None
     hang_seconds: float = 30.0
     retry_after: float = 1.0  # seconds advertised by injected 429s (retry-after-ms exact)
     seed: int | None = 0  # seeds the fault generator; applied at start, reset() and configure()
@@ -565,6 +568,7 @@ class StandinServer:
         # this machine share: a benchmark lines it up with its own clock to see idle slots.
         self._timeline: deque[tuple[float, float, int]] = deque(maxlen=REQUESTS_KEPT * 20)
         self._started_at = time.monotonic()
+        self._cached_prompts: set[str] = set()
 
     def reset(self) -> None:
         """Forget all statistics and the rate window, and reseed the fault generator."""
@@ -904,6 +908,22 @@ class StandinServer:
         return {"x-ratelimit-limit-requests": str(config.rpm),
                 "x-ratelimit-remaining-requests": remaining}
 
+    def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int]:
+        """Tokens of this request (read, written) from and to the prompt cache: its system prompt,
+        when long enough (a chat request's first message, as OpenAI's system role sends it)."""
+        minimum = self.config.prompt_cache_min_tokens
+        messages = body.get("messages") or [{}]
+        first = messages[0] if isinstance(messages[0], dict) else {}
+        system = _text_of(body["system"]) if "system" in body else (
+            _text_of(first.get("content")) if first.get("role") in ("system", "developer") else "")
+        tokens = estimate_tokens(system) if system else 0
+        if minimum is None or tokens < minimum:
+            return 0, 0
+        with self._lock:
+            seen = system in self._cached_prompts
+            self._cached_prompts.add(system)
+        return (tokens, 0) if seen else (0, tokens)
+
     def _chat_reply(self, kind: str, body: dict[str, Any], prompt: str, scripted: str | None,
                     bad_json: bool, number: int) -> dict[str, Any]:
         response_format = body.get("response_format") or {}
@@ -927,6 +947,7 @@ class StandinServer:
                                          or body.get("max_tokens"), "length", "stop")
         prompt_tokens = estimate_tokens(_all_text(body))
         completion_tokens = estimate_tokens(content)
+        cached, _ = self._prompt_cache(body)  # OpenAI reports reads only: writes cost nothing extra
         result: dict[str, Any] = {
             "id": f"chatcmpl-standin{number:012d}",
             "object": "chat.completion",
@@ -936,7 +957,11 @@ class StandinServer:
                          "message": {"role": "assistant", "content": content, "refusal": None},
                          "logprobs": None, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                    "accepted_prediction_tokens": 0,
+                                                    "rejected_prediction_tokens": 0}},
             "system_fingerprint": "fp_standin",
         }
         if kind == GROQ:
@@ -971,6 +996,7 @@ class StandinServer:
         else:
             output_text = f"Answer to: {prompt[:80]}"
             content = [{"type": "text", "text": output_text}]
+        read, written = self._prompt_cache(body)
         if estimate_tokens(output_text) > body["max_tokens"]:
             stop_reason = "max_tokens"
             if content[0]["type"] == "tool_use":  # the tool's input was not finished
@@ -986,7 +1012,9 @@ class StandinServer:
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {"input_tokens": estimate_tokens(_all_text(body)),
+            # input_tokens are those after the last cache breakpoint, apart from the cache's.
+            "usage": {"input_tokens": estimate_tokens(_all_text(body)) - read - written,
+                      "cache_creation_input_tokens": written, "cache_read_input_tokens": read,
                       "output_tokens": estimate_tokens(output_text)},
         }
 
