@@ -61,6 +61,8 @@ def is_missing(value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
+    if isinstance(value, np.datetime64 | np.timedelta64):  # numpy's NaT is not pandas' NaT
+        return bool(np.isnat(value))
     return value is pd.NA or value is pd.NaT
 
 
@@ -106,10 +108,15 @@ def plain(value: Any, *, strict_json: bool = False) -> Any:
         return [plain(v, strict_json=strict_json) for v in value]
     if is_missing(value):
         return None
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        # .item() of a nanosecond one is a bare int (nanoseconds since 1970), not a time.
+        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
     if isinstance(value, np.generic):
         return plain(value.item(), strict_json=strict_json)
     if isinstance(value, dt.date | dt.time):  # pd.Timestamp is a datetime, a datetime a date
         return value.isoformat()
+    if isinstance(value, dt.timedelta):  # ISO 8601 too: P0DT0H0M5S
+        return pd.Timedelta(value).isoformat()
     if isinstance(value, Decimal):
         return str(value)
     if strict_json and isinstance(value, float) and not math.isfinite(value):

@@ -139,11 +139,16 @@ def test_storable_text_unwraps_numpy_dates_and_decimals() -> None:
         "st": pd.Series([{"x": np.int64(1), "y": np.float64(0.5), "d": dt.date(2024, 1, 5)},
                          {"x": [np.int64(2)], "y": Decimal("1.10")}], dtype=object),
         "arr": pd.Series([np.array([1, 2]), np.array(["a"])], dtype=object),
+        # numpy's nanosecond times and durations: their .item() is a bare count of nanoseconds
+        "times": pd.Series([np.array(["2024-01-05T10:30", "NaT"], dtype="datetime64[ns]"),
+                            [np.timedelta64(90, "s"), dt.timedelta(hours=1)]], dtype=object),
     })
     text = to_storable(frame).to_dict(orient="records")
     assert text == [
-        {"at": "2024-01-05T10:00:00+00:00", "st": '{"x": 1, "y": 0.5, "d": "2024-01-05"}', "arr": "[1, 2]"},
-        {"at": "soon", "st": '{"x": [2], "y": "1.10"}', "arr": '["a"]'},
+        {"at": "2024-01-05T10:00:00+00:00", "st": '{"x": 1, "y": 0.5, "d": "2024-01-05"}', "arr": "[1, 2]",
+         "times": '["2024-01-05T10:30:00", null]'},
+        {"at": "soon", "st": '{"x": [2], "y": "1.10"}', "arr": '["a"]',
+         "times": '["P0DT0H1M30S", "P0DT1H0M0S"]'},
     ]
 
 
