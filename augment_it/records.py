@@ -130,8 +130,9 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
 
     Records come from loosely typed sources (YAML, JSON, front matter); one column may hold an
     int in one row and a list in the next, which Arrow refuses. Text keeps every value. A CSV
-    holds only text: its booleans and times are written by `as_text`, as JSONL writes them
-    (`true`, `2024-01-05T10:00:00`), not by pandas (`True`, `2024-01-05 10:00:00`).
+    holds only text: its booleans, times and durations are written by `as_text`, as JSONL writes
+    them (`true`, `2024-01-05T10:00:00`, `P0DT0H1M30S`), not by pandas (`True`,
+    `2024-01-05 10:00:00`, `0 days 00:01:30`).
     """
     out = frame.copy()
     for column in out.columns:
@@ -145,7 +146,8 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
                 out[column] = _texts(series)
                 continue
         if fmt == "csv" and (pd.api.types.is_bool_dtype(series.dtype)
-                             or pd.api.types.is_datetime64_any_dtype(series.dtype)):
+                             or pd.api.types.is_datetime64_any_dtype(series.dtype)
+                             or pd.api.types.is_timedelta64_dtype(series.dtype)):
             out[column] = _texts(series)
     return out
 

@@ -273,17 +273,18 @@ def test_csv_cells_are_written_as_jsonl_writes_the_values(tmp_path: Path) -> Non
         offset=pd.to_datetime(["2024-01-02T03:04:05+02:00", None, "2024-01-03T00:00:00.500000+02:00"],
                               format="ISO8601"),
         utc=pd.to_datetime(["2024-01-02T03:04:05Z", None, None], utc=True),
+        wait=pd.to_timedelta(["90s", None, "1h"]),
     )
     write_frame(frame, str(tmp_path / "x.csv"), "csv")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "x.csv").read_text())))
     assert rows == [
         {"gaps": "true", "full": "true", "mixed": "true", "naive": "2024-01-02T03:04:05",
-         "offset": "2024-01-02T03:04:05+02:00", "utc": "2024-01-02T03:04:05+00:00"},
-        {"gaps": "", "full": "false", "mixed": "maybe", "naive": "", "offset": "", "utc": ""},
+         "offset": "2024-01-02T03:04:05+02:00", "utc": "2024-01-02T03:04:05+00:00", "wait": "P0DT0H1M30S"},
+        {"gaps": "", "full": "false", "mixed": "maybe", "naive": "", "offset": "", "utc": "", "wait": ""},
         {"gaps": "false", "full": "true", "mixed": "", "naive": "2024-01-03T00:00:00",
-         "offset": "2024-01-03T00:00:00.500000+02:00", "utc": ""},
+         "offset": "2024-01-03T00:00:00.500000+02:00", "utc": "", "wait": "P0DT1H0M0S"},
     ]
     write_frame(frame, str(tmp_path / "x.jsonl"), "jsonl")  # times: the same text as in JSONL
-    times = ("naive", "offset", "utc")
+    times = ("naive", "offset", "utc", "wait")
     assert [[r[c] for c in times] for r in rows] == [[r[c] or "" for c in times]
                                                      for r in jsonl(tmp_path / "x.jsonl")]
