@@ -298,3 +298,15 @@ def test_an_answer_without_token_usage_leaves_the_counts_unknown(provider: str, 
     assert (reply.input_tokens, reply.output_tokens) == (None, None)
     cached = AnswerCache(tmp_path / "a.sqlite").get(ask.key())
     assert cached is not None and (cached.input_tokens, cached.output_tokens) == (None, None)
+
+
+def test_the_standins_command_line_sets_every_setting_the_benchmarks_use() -> None:
+    """bench/throughput.py starts the stand-in by its command line: a setting added to the config
+    but not to the command line stopped it from starting."""
+    from dataclasses import asdict
+
+    from tests.standins.llm_server import StandinConfig, _parse_args
+
+    args = vars(_parse_args([]))
+    assert set(asdict(StandinConfig())) <= set(args)
+    assert {name: args[name] for name in asdict(StandinConfig())} == asdict(StandinConfig())

@@ -1041,6 +1041,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p-no-usage", dest="p_no_usage", type=float, default=0.0)
     parser.add_argument("--no-usage-as", dest="no_usage_as", choices=["omitted", "null"],
                         default="omitted")
+    parser.add_argument("--prompt-cache-min-tokens", dest="prompt_cache_min_tokens", type=int, default=None)
     parser.add_argument("--hang-seconds", dest="hang_seconds", type=float, default=30.0)
     parser.add_argument("--retry-after", dest="retry_after", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
