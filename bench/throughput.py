@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,16 +209,44 @@ def measure(scenario: Scenario) -> dict[str, Any]:
         if scenario.whole:
             urllib.request.urlopen(urllib.request.Request(
                 f"http://127.0.0.1:{standin.port}/reset", method="POST"), timeout=5)
+            launched = datetime.now(UTC)
             whole_seconds, _ = run_cli(
                 ["run", str(source), "-t", str(template), "--id-column", "id", "--out",
                  str(work / "whole"), "--concurrency", str(scenario.concurrency), "--no-cache"], env)
+            breakdown = asyncio.run(whole_run_breakdown(launched, whole_seconds))
             result.update({"whole_run_seconds": round(whole_seconds, 2),
                            "whole_run_efficiency": round(scenario.records / whole_seconds / ideal, 3),
-                           "whole_vs_stage": round(seconds / whole_seconds, 3)})
+                           "whole_vs_stage": round(seconds / whole_seconds, 3),
+                           "whole_run_breakdown_s": breakdown})
     finally:
         standin.stop()
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+async def whole_run_breakdown(launched: datetime, seconds: float) -> dict[str, float]:
+    """Where the whole run's time went, from the flow runs the server recorded: the CLI's start
+    (interpreter, imports, the parent run's creation), each stage, the gaps between them (a
+    stage's run being created), and the CLI's end (the summary, the interpreter's exit)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=launched)))
+        names = {f.id: f.name for f in await client.read_flows()}
+    runs = sorted((r for r in runs if r.start_time and r.end_time), key=lambda r: r.start_time)
+    pipeline = next(r for r in runs if names[r.flow_id] == "augment-pipeline")
+    stages = [r for r in runs if r.id != pipeline.id]
+    breakdown = {"cli_start": (pipeline.start_time - launched).total_seconds()}
+    previous = pipeline.start_time
+    for stage in stages:
+        breakdown[f"before_{names[stage.flow_id]}"] = (stage.start_time - previous).total_seconds()
+        breakdown[names[stage.flow_id]] = (stage.end_time - stage.start_time).total_seconds()
+        previous = stage.end_time
+    breakdown["pipeline_end"] = (pipeline.end_time - previous).total_seconds()
+    breakdown["cli_end"] = seconds - (pipeline.end_time - launched).total_seconds()
+    return {name: round(value, 2) for name, value in breakdown.items()}
 
 
 def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path,
