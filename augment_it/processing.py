@@ -40,7 +40,7 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
     return ModelRequest(provider=template.provider, model=template.model, system=system,
                         messages=(("user", prompt),), schema=template.json_schema(),
                         schema_name=template.text_field[:64], temperature=template.temperature,
-                        max_tokens=template.max_tokens)
+                        max_tokens=template.max_tokens, top_p=template.top_p)
 
 
 def chunk_fingerprint(template: PromptTemplate, ids: list[str]) -> str:
@@ -172,6 +172,8 @@ def apply_overrides(template: PromptTemplate, settings: ProcessSettings, origin:
         values = template.model_dump()
         problems = [f"{name} {values[name]} is outside {low}-{high}, the range {template.provider} accepts"
                     for name, (low, high) in spec.out_of_range(values).items()]
+        if both := spec.conflicting(values):
+            problems.append(f"{' and '.join(both)} are both set; {template.provider} takes only one of them")
         if problems:
             raise TemplateError(f"template {origin}: {'; '.join(problems)}")
     return template

@@ -52,6 +52,7 @@ class PromptTemplate(BaseModel):
     output: dict[str, OutputType] | None = None
     input: dict[str, FieldType] | None = None  # fields records must have, with their types
     temperature: float | None = None
+    top_p: float | None = None  # nucleus sampling; ranges per provider (providers.PROVIDERS)
     max_tokens: int = Field(1024, gt=0)
     rpm: float | None = Field(None, gt=0)  # the provider's requests-per-minute limit for this model
     tpm: float | None = Field(None, gt=0)  # and its tokens-per-minute limit

@@ -310,3 +310,28 @@ def test_the_standins_command_line_sets_every_setting_the_benchmarks_use() -> No
     args = vars(_parse_args([]))
     assert set(asdict(StandinConfig())) <= set(args)
     assert {name: args[name] for name in asdict(StandinConfig())} == asdict(StandinConfig())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_top_p_reaches_the_provider_and_is_part_of_the_cache_key(provider: str, llm) -> None:
+    plain = ModelRequest(provider, "m", None, (("user", "hi"),))
+    nucleus = ModelRequest(provider, "m", None, (("user", "hi"),), top_p=0.9)
+
+    async def run() -> None:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST)
+        try:
+            await caller.call(plain)
+            await caller.call(nucleus)
+        finally:
+            await caller.close()
+
+    asyncio.run(run())
+    assert [r["body"].get("top_p") for r in llm.requests] == [None, 0.9]
+    assert plain.key() != nucleus.key() and nucleus.repair("x", "y").top_p == 0.9
+
+
+def test_cache_keys_of_requests_without_top_p_are_those_earlier_releases_stored() -> None:
+    """A new parameter joins the key only when set: every answer already cached stays a hit."""
+    request = ModelRequest("openai", "gpt-4o-mini", "sys", (("user", "hi"),), {"type": "object"}, "out",
+                           temperature=0.2, max_tokens=100)
+    assert request.key() == "861bc1d8ec823d23e8ee6d35ec55cfedeb4711396c0d867c118bf12f1eb6c57a"

@@ -79,6 +79,26 @@ def test_a_temperature_outside_the_providers_range_fails_when_the_template_is_lo
         apply_overrides(load_template(path), ProcessSettings(), origin=path)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_a_top_p_above_one_fails_when_the_template_is_loaded(provider: str, tmp_path: Path) -> None:
+    path = tmp_path / "wide.yaml"
+    path.write_text(f"name: t\nprovider: {provider}\nmodel: m\nprompt: hi\ntop_p: 1.5\n")
+    with pytest.raises(TemplateError, match=re.escape(
+            f"template {path}: top_p 1.5 is outside 0.0-1.0, the range {provider} accepts")):
+        apply_overrides(load_template(str(path)), ProcessSettings(), origin=str(path))
+
+
+def test_anthropic_takes_temperature_or_top_p_not_both(tmp_path: Path) -> None:
+    path = tmp_path / "both.yaml"
+    path.write_text("name: t\nprovider: anthropic\nmodel: m\nprompt: hi\ntemperature: 0.2\ntop_p: 0.9\n")
+    with pytest.raises(TemplateError, match=re.escape(
+            f"template {path}: temperature and top_p are both set; anthropic takes only one of them")):
+        apply_overrides(load_template(str(path)), ProcessSettings(), origin=str(path))
+    # OpenAI and Groq take both.
+    openai = apply_overrides(load_template(str(path)), ProcessSettings(provider="openai"), origin=str(path))
+    assert (openai.temperature, openai.top_p) == (0.2, 0.9)
+
+
 def test_the_range_is_the_one_of_the_provider_the_run_uses(tmp_path: Path) -> None:
     openai_hot = str(hot_template(tmp_path, "openai", 1.5))
     assert apply_overrides(load_template(openai_hot), ProcessSettings(), origin=openai_hot).temperature == 1.5

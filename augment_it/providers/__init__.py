@@ -29,6 +29,8 @@ class ProviderSpec:
     # The documented range of each sampling parameter, by template field: a value outside it is
     # answered 400 on every record, so a run refuses it before sending any.
     parameter_ranges: Mapping[str, Range]
+    # Parameters of which a request may set one only (the API answers 400 to more).
+    one_of: frozenset[str] = frozenset()
 
     @property
     def module(self) -> str:
@@ -39,6 +41,11 @@ class ProviderSpec:
         return {name: (low, high) for name, (low, high) in self.parameter_ranges.items()
                 if parameters.get(name) is not None and not low <= parameters[name] <= high}
 
+    def conflicting(self, parameters: Mapping[str, Any]) -> list[str]:
+        """The PARAMETERS set together that this provider takes one at a time (empty if none)."""
+        chosen = sorted(name for name in self.one_of if parameters.get(name) is not None)
+        return chosen if len(chosen) > 1 else []
+
     @property
     def factory(self) -> Callable[..., Provider]:
         module, _, name = self.implementation.partition(":")
@@ -48,12 +55,14 @@ class ProviderSpec:
 PROVIDERS: dict[str, ProviderSpec] = {
     "openai": ProviderSpec("OPENAI_API_KEY", "OPENAI_BASE_URL",
                            "augment_it.providers.openai_chat:OpenAIChat",
-                           {"temperature": (0.0, 2.0)}),
+                           {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}),
     "anthropic": ProviderSpec("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                               "augment_it.providers.anthropic_messages:AnthropicMessages",
-                              {"temperature": (0.0, 1.0)}),
+                              {"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)},
+                              # Its current models refuse both ("use only one"); the docs say so for all.
+                              one_of=frozenset({"temperature", "top_p"})),
     "groq": ProviderSpec("GROQ_API_KEY", "GROQ_BASE_URL", "augment_it.providers.groq_chat:GroqChat",
-                         {"temperature": (0.0, 2.0)}),
+                         {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}),
 }
 
 

@@ -61,6 +61,8 @@ class AnthropicMessages:
             arguments["system"] = request.system
         if request.temperature is not None:
             arguments["temperature"] = request.temperature
+        if request.top_p is not None:
+            arguments["top_p"] = request.top_p
         if request.schema is not None:
             arguments["tools"] = [{"name": request.schema_name,
                                    "description": "Record the requested fields.",

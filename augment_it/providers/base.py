@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
@@ -30,6 +30,7 @@ class ModelRequest:
     schema_name: str = "output"
     temperature: float | None = None
     max_tokens: int = 1024
+    top_p: float | None = None
 
     @property
     def prompt(self) -> str:
@@ -37,9 +38,11 @@ class ModelRequest:
 
     @cached_property
     def _key(self) -> str:
-        canonical = json.dumps(
-            [self.provider, self.model, self.system, self.messages, self.schema, self.schema_name,
-             self.temperature, self.max_tokens], sort_keys=True, ensure_ascii=False)
+        parameters = [self.provider, self.model, self.system, self.messages, self.schema, self.schema_name,
+                      self.temperature, self.max_tokens]
+        if self.top_p is not None:  # appended only when set: the keys of earlier answers stay valid
+            parameters.append(self.top_p)
+        canonical = json.dumps(parameters, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def key(self) -> str:
@@ -51,9 +54,7 @@ class ModelRequest:
         fix = (f"Your answer could not be used: {problem}. Reply again with only a JSON object "
                "that matches the requested fields.")
         # Anthropic refuses an empty assistant turn before the last message.
-        return ModelRequest(self.provider, self.model, self.system,
-                            (*self.messages, ("assistant", answer or "(no answer)"), ("user", fix)),
-                            self.schema, self.schema_name, self.temperature, self.max_tokens)
+        return replace(self, messages=(*self.messages, ("assistant", answer or "(no answer)"), ("user", fix)))
 
 
 @dataclass(frozen=True)

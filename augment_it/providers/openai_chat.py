@@ -56,6 +56,8 @@ class OpenAIChat:
                                      "max_completion_tokens": request.max_tokens}
         if request.temperature is not None:
             arguments["temperature"] = request.temperature
+        if request.top_p is not None:
+            arguments["top_p"] = request.top_p
         if request.schema is not None:
             arguments["response_format"] = {
                 "type": "json_schema",

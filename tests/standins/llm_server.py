@@ -18,7 +18,8 @@ overrides the answer for prompts containing ``match``.
 Faults (429, 500, non-JSON answers, hangs, answers without token usage), latency and a
 requests-per-minute cap come from a `StandinConfig`; ``server.config`` is read on every request,
 so tests may change its fields at any time (``server.configure(...)`` does the same and also
-reseeds the random generator). A temperature outside an API's documented range is answered 400.
+reseeds the random generator). A temperature or top_p outside an API's documented range is
+answered 400.
 
 Run in its own process for benchmarks (stats JSON printed on SIGTERM/SIGINT):
 
@@ -84,8 +85,11 @@ GROQ_JSON_SCHEMA_MODELS = frozenset({
     "openai/gpt-oss-20b", "openai/gpt-oss-120b", "moonshotai/kimi-k2-instruct",
     "moonshotai/kimi-k2-instruct-0905", "meta-llama/llama-4-maverick-17b-128e-instruct",
     "meta-llama/llama-4-scout-17b-16e-instruct"})
-# The documented temperature range each API accepts; outside it the request is answered 400.
-TEMPERATURE_RANGES = {OPENAI: (0.0, 2.0), GROQ: (0.0, 2.0), ANTHROPIC: (0.0, 1.0)}
+# The documented range of each sampling parameter each API accepts; outside it the request is
+# answered 400.
+SAMPLING_RANGES = {OPENAI: {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)},
+                   GROQ: {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)},
+                   ANTHROPIC: {"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)}}
 NoUsage = Literal["omitted", "null"]
 REQUESTS_KEPT = 10_000
 WINDOW_SECONDS = 60.0
@@ -712,14 +716,17 @@ class StandinServer:
         bad = "invalid_request_error"
         if not isinstance(body, dict):
             raise _Reject(400, bad, "The request body must be a JSON object.")
-        temperature = body.get("temperature")
-        low, high = TEMPERATURE_RANGES[kind]
-        if isinstance(temperature, int | float) and not low <= temperature <= high:
-            if kind == ANTHROPIC:
-                raise _Reject(400, bad, f"temperature: Input should be between {low:g} and {high:g}")
-            raise _Reject(400, bad, f"Invalid 'temperature': expected a value between {low:g} and "
-                                    f"{high:g}, but got {temperature} instead.", param="temperature")
+        for name, (low, high) in SAMPLING_RANGES[kind].items():
+            value = body.get(name)
+            if isinstance(value, int | float) and not low <= value <= high:
+                if kind == ANTHROPIC:
+                    raise _Reject(400, bad, f"{name}: Input should be between {low:g} and {high:g}")
+                raise _Reject(400, bad, f"Invalid '{name}': expected a value between {low:g} and "
+                                        f"{high:g}, but got {value} instead.", param=name)
         if kind == ANTHROPIC:
+            if body.get("temperature") is not None and body.get("top_p") is not None:
+                raise _Reject(400, bad, "`temperature` and `top_p` cannot both be specified for this model. "
+                                        "Please use only one.")
             if not headers.get("anthropic-version"):
                 raise _Reject(400, bad, "anthropic-version: header is required")
             if not isinstance(body.get("model"), str) or not body["model"]:
