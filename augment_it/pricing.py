@@ -81,7 +81,8 @@ class PriceTable:
         price = self.prices.get(model)
         if price is None:
             return None
-        uncached = input_tokens - cached_input_tokens - cache_write_tokens
+        # max: a server that reports more cached tokens than input is not a discount on the output
+        uncached = max(0, input_tokens - cached_input_tokens - cache_write_tokens)
         read_price = price.input if price.cached_input is None else price.cached_input
         write_price = price.input if price.cache_write is None else price.cache_write
         return (uncached * price.input + cached_input_tokens * read_price + cache_write_tokens * write_price
