@@ -142,6 +142,22 @@ def test_a_host_that_stops_answering_stops_the_write(airtable: AirtableStandin) 
     assert [e["records"] for e in airtable.log if e["method"] == "PATCH"] == [10, 10, 10]
 
 
+def test_a_rate_limit_that_outlasts_the_retries_stops_the_write(airtable: AirtableStandin) -> None:
+    """Each later request would wait the retries out again (up to 30 s each): hours for a big table."""
+    airtable.add_table("appBase", "Companies", FIELDS, companies(25))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records).assign(summary="s")
+    writer = AirtableSink(target_with(airtable, max_retries=2), ["summary"], None)
+    error = {"type": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded"}
+    airtable.fail_next(429, error, {"Retry-After": "0"}, times=3, after=1)  # after the first PATCH
+    counts = writer.write(records)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (10, 0, 15)
+    assert counts["errors"][0].startswith(f"15 record(s): not written, Airtable at {airtable.url} still "
+                                          "answered HTTP 429"), counts["errors"]
+    assert counts["errors"][0].endswith("after 2 retries"), counts["errors"]
+    patches = [e["status"] for e in airtable.log if e["method"] == "PATCH"]
+    assert patches == [200, 429, 429, 429], "no request after the one that stayed rate limited"
+
+
 def test_a_missing_value_never_clears_a_stored_one(airtable: AirtableStandin) -> None:
     table = airtable.add_table("appBase", "Companies", FIELDS, companies(4))
     records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)

@@ -114,8 +114,8 @@ def test_an_insert_is_split_only_when_refused_as_a_whole(nocodb: NocoDBStandin) 
     counts = open_sink(f"nocodb://{table.id}", ["name"]).write(rows[["name"]])
     assert (counts["created"], counts["failed"]) == (0, 4) and "ERR_DATABASE_OP_FAILED" in counts["errors"][0]
     nocodb.fail_next(429, {"msg": "Too many requests"}, {"Retry-After": "0"}, times=2, method="POST")
-    counts = sink(nocodb, table.id, ["name"], max_retries=1).write(rows[["name"]])
-    assert (counts["created"], counts["failed"]) == (0, 4) and "429" in counts["errors"][0]
+    with pytest.raises(UserInputError, match="still answered HTTP 429 Too many requests after 1 retries"):
+        sink(nocodb, table.id, ["name"], max_retries=1).write(rows[["name"]])
     assert len([e for e in nocodb.log if e["method"] == "POST"]) == posts + 3, "never re-sent row by row"
     nocodb.fail_next(201, [{"Id": 90}, {"Id": 91}, {"Id": 92}, {"Id": 93}], method="POST")  # 2xx: success
     assert open_sink(f"nocodb://{table.id}", ["name"]).write(rows[["name"]])["created"] == 4
@@ -143,6 +143,20 @@ def test_a_host_that_stops_answering_stops_the_write(nocodb: NocoDBStandin) -> N
     with pytest.raises(UserInputError, match=rf"^{unanswered}$"):
         writer.write(rows)
     assert [e["method"] for e in nocodb.log if e["method"] in ("PATCH", "POST")][-1] == "PATCH"
+
+
+def test_a_rate_limit_that_outlasts_the_retries_stops_the_write(nocodb: NocoDBStandin) -> None:
+    """Each later batch would wait the retries out again: at 25 rows a batch, hours for a big table."""
+    table = nocodb.add_table("pBase", "Companies", COLUMNS, companies(4))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records).assign(summary="s")
+    rows = pd.concat([records, pd.DataFrame({"summary": ["n1", "n2", "n3"]})], ignore_index=True)
+    nocodb.fail_next(429, {"msg": "Too many requests"}, {"Retry-After": "0"}, times=9, method="POST")
+    counts = sink(nocodb, table.id, ["summary"], max_retries=2, batch_size=2).write(rows)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (4, 0, 3)
+    assert re.fullmatch(rf"3 row\(s\): not written, NocoDB at {re.escape(nocodb.url)} still answered "
+                        r"HTTP 429 Too many requests after 2 retries", counts["errors"][0]), counts["errors"]
+    posts = [e["status"] for e in nocodb.log if e["method"] == "POST"]
+    assert posts == [429, 429, 429], "the first insert's retries, and no batch after it"
 
 
 def test_a_missing_value_never_clears_a_stored_one(nocodb: NocoDBStandin) -> None:

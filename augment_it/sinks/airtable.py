@@ -8,8 +8,9 @@ answers 422 to more) and `typecast`, so select options and numbers written as te
 by Airtable instead of refused. A missing value is left out of its record's fields, so it never
 clears a cell (records of one request may then name different fields, as Airtable allows). A
 refused value fails its record only; an unknown field or a table the token cannot write stops the
-write with one error. A request without an answer after the retries stops the write too (see
-SinkCounts.stop_unanswered): every later one would wait them out again.
+write with one error. A request without an answer after the retries, or still rate limited (429)
+or failing (5xx) after them, stops the write too (see SinkCounts.stop_unanswered): every later one
+would wait them out again.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from augment_it.sinks import (
     writable_fields,
 )
 from augment_it.sources import SOURCE
-from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of
+from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of, retried
 
 if TYPE_CHECKING:
     from pyairtable import Table
@@ -132,6 +133,12 @@ class AirtableSink:
             if status in FATAL_STATUSES or error_type(exc) in FATAL_ERROR_TYPES:
                 after = f" (after {counts.written} record(s) were written)" if counts.written else ""
                 raise UserInputError(f"airtable:{counts.target}: cannot write: {reason}{after}") from None
+            if retried(status, "POST" if self._creates(batch) else "PATCH"):
+                # Still refused after the retries: Airtable takes no writes now, and every later
+                # request would wait the retries out again (up to 30 s each).
+                settings = self.target.settings
+                raise AirtableUnreachable(f"Airtable at {settings.endpoint_url} still answered {reason} "
+                                          f"after {settings.max_retries} retries") from None
             if status == 422 and split and len(batch) > 1:
                 # One bad value refuses the whole request: send the records one by one so only
                 # the bad record is counted as failed.

@@ -12,8 +12,9 @@ null (an empty cell, whatever the column's default, as a Databricks INSERT does)
 A batch refused as a whole is retried row by row so only the bad rows count as failed: an update
 (PATCH) on any refusal, an insert (POST) only on a validation refusal (400/422), since NocoDB
 validates every row and inserts the batch in one transaction, so none of it was written. A
-batch that gets no answer after the retries stops the write (see SinkCounts.stop_unanswered):
-every later one would wait them out again. It is not sent again: its rows may have been written.
+batch that gets no answer after the retries, or is still rate limited (429) or failing (gateway
+errors) after them, stops the write (see SinkCounts.stop_unanswered): every later one would wait
+them out again. A batch without an answer is not sent again: its rows may have been written.
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ from augment_it.sinks import (
     send_in_turn,
     writable_fields,
 )
-from augment_it.sources.nocodb import NocoDBClient, NocoDBTarget, NocoDBUnreachable, error_text, location
+from augment_it.sources.nocodb import (
+    NocoDBClient,
+    NocoDBTarget,
+    NocoDBUnreachable,
+    error_text,
+    location,
+    retried,
+)
 
 FATAL_STATUSES = {401, 403}
 REJECTED_WHOLE = {400, 422}  # validation: NocoDB refused the request before writing any of it
@@ -141,6 +149,11 @@ class NocoDBSink:
         status = response.status_code
         if status in FATAL_STATUSES:
             raise UserInputError(f"nocodb:{table_id}: cannot write: {error_text(response)}")
+        if retried(status, method):
+            # Still refused after the retries: NocoDB takes no writes now, and every later batch
+            # would wait the retries out again.
+            raise NocoDBUnreachable(f"NocoDB at {client.settings.url} still answered {error_text(response)} "
+                                    f"after {client.settings.max_retries} retries")
         # An update can be sent again safely; an insert only when it was refused before writing.
         splittable = status in REJECTED_WHOLE if method == "POST" else 400 <= status < 500 and status != 429
         if split and len(batch) > 1 and splittable:

@@ -41,6 +41,12 @@ class AirtableSettings(ConnectionSettings):
     max_retries: int = 6
 
 
+def retried(status: int, method: str) -> bool:
+    """Whether an answer with STATUS to METHOD is one the client retries (see _AirtableRetry)."""
+    return status in RETRYABLE_ANY_METHOD or (status in RETRYABLE_IDEMPOTENT
+                                              and method.upper() in IDEMPOTENT_METHODS)
+
+
 class _AirtableRetry(Retry):
     """429 is retried for every method (as pyairtable does); server errors and read errors (a
     timeout or a dropped connection after the request was sent) only for methods safe to repeat."""
@@ -48,9 +54,7 @@ class _AirtableRetry(Retry):
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if self.total is not None and self.total < 1:  # type: ignore[operator]
             return False
-        if status_code in RETRYABLE_ANY_METHOD:
-            return True
-        return status_code in RETRYABLE_IDEMPOTENT and method.upper() in IDEMPOTENT_METHODS
+        return retried(status_code, method)
 
     def increment(self, method: str | None = None, url: str | None = None, *args: Any,
                   **kwargs: Any) -> Retry:

@@ -67,6 +67,12 @@ def error_text(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {body}"
 
 
+def retried(status: int, method: str) -> bool:
+    """Whether NocoDBClient retries an answer with STATUS to METHOD: a rate limit always (nothing
+    was applied), gateway errors only where a repeat changes nothing more."""
+    return status == 429 or (status in RETRY_STATUSES and method in IDEMPOTENT)
+
+
 class NocoDBClient:
     """The few v2 calls the connector makes; paced, and retried on 429 and gateway errors."""
 
@@ -91,9 +97,7 @@ class NocoDBClient:
                                             f"{type(exc).__name__}") from None
                 time.sleep(min(2 ** attempt, 30))
                 continue
-            retryable = response.status_code == 429 or (
-                response.status_code in RETRY_STATUSES and method in IDEMPOTENT)
-            if not retryable or attempt == self.settings.max_retries:
+            if not retried(response.status_code, method) or attempt == self.settings.max_retries:
                 return response
             time.sleep(_retry_delay(response, attempt))
         raise AssertionError("unreachable")

@@ -196,7 +196,8 @@ class AirtableStandin(BackgroundServer):
         self.bases: dict[str, dict[str, FakeTable]] = {}
         self.log: list[dict[str, Any]] = []  # method, path, records in the body, status
         self.rate_limited = 0
-        self.faults: deque[tuple[int, Any, dict[str, str]]] = deque()  # answered before anything else
+        # Answered before anything else; None lets one request through first.
+        self.faults: deque[tuple[int, Any, dict[str, str]] | None] = deque()
         self.delays: deque[tuple[float, str]] = deque()  # (seconds, method): applied, then answered late
         self._recent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -221,9 +222,9 @@ class AirtableStandin(BackgroundServer):
         return self._table(base, name)
 
     def fail_next(self, status: int, error: Any, headers: dict[str, str] | None = None,
-                  times: int = 1) -> None:
-        for _ in range(times):
-            self.faults.append((status, error, headers or {}))
+                  times: int = 1, after: int = 0) -> None:
+        """Answer the next TIMES requests with STATUS, once AFTER requests have been served."""
+        self.faults.extend([None] * after + [(status, error, headers or {})] * times)
 
     def delay_next(self, seconds: float, method: str, times: int = 1, after: int = 0) -> None:
         self.delays.extend([(0.0, method.upper())] * after + [(seconds, method.upper())] * times)
@@ -256,9 +257,8 @@ class AirtableStandin(BackgroundServer):
                                       "message": "Authentication required"})
         base = request.path_params["base"]
         with self._lock:
-            if self.faults:
-                status, error, headers = self.faults.popleft()
-                raise AirtableError(status, error, headers)
+            if self.faults and (fault := self.faults.popleft()) is not None:
+                raise AirtableError(*fault)
             now = time.monotonic()
             recent = self._recent.setdefault(base, deque())
             while recent and now - recent[0] >= 1.0:
