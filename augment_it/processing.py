@@ -40,7 +40,8 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
     return ModelRequest(provider=template.provider, model=template.model, system=system,
                         messages=(("user", prompt),), schema=template.json_schema(),
                         schema_name=template.text_field[:64], temperature=template.temperature,
-                        max_tokens=template.max_tokens, top_p=template.top_p)
+                        max_tokens=template.max_tokens, top_p=template.top_p,
+                        cache_system=template.static_system)
 
 
 def chunk_fingerprint(template: PromptTemplate, ids: list[str]) -> str:

@@ -106,6 +106,12 @@ class PromptTemplate(BaseModel):
             raise TemplateError(f"template {self.name!r}: line {exc.lineno}: {exc.message}") from exc
         return prompt, system
 
+    @property
+    def static_system(self) -> bool:
+        """Whether every record gets the same system prompt (it names no field): a provider's
+        prompt cache can then serve it to every call after the first."""
+        return not self.system or not meta.find_undeclared_variables(_ENV.parse(self.system))
+
     def variables(self) -> set[str]:
         names = meta.find_undeclared_variables(_ENV.parse(self.prompt))
         if self.system:

@@ -335,3 +335,31 @@ def test_cache_keys_of_requests_without_top_p_are_those_earlier_releases_stored(
     request = ModelRequest("openai", "gpt-4o-mini", "sys", (("user", "hi"),), {"type": "object"}, "out",
                            temperature=0.2, max_tokens=100)
     assert request.key() == "861bc1d8ec823d23e8ee6d35ec55cfedeb4711396c0d867c118bf12f1eb6c57a"
+
+
+def test_only_a_system_prompt_every_record_shares_is_marked_for_anthropics_cache(llm) -> None:
+    """Anthropic caches only what is marked; a system prompt that names a field differs per record,
+    and marking it would pay the cache write (1.25x input) on every call for nothing."""
+    from dataclasses import replace
+
+    from augment_it.processing import build_request
+    from augment_it.templates import parse_template
+
+    shared = parse_template("name: t\nprovider: anthropic\nmodel: m\nsystem: Be brief.\n"
+                            "prompt: 'About {{ name }}'")
+    personal = parse_template("name: t\nprovider: anthropic\nmodel: m\nsystem: 'You write for {{ name }}.'\n"
+                              "prompt: 'About {{ name }}'")
+
+    async def run() -> None:
+        caller = ModelCaller(make_provider("anthropic", timeout=5), FAST)
+        try:
+            for template in (shared, personal):
+                await caller.call(build_request(template, {"name": "Acme"}))
+        finally:
+            await caller.close()
+
+    asyncio.run(run())
+    marked = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    assert [r["body"]["system"] for r in llm.requests] == [marked, "You write for Acme."]
+    request = build_request(shared, {"name": "Acme"})
+    assert request.cache_system and replace(request, cache_system=False).key() == request.key()

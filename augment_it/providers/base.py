@@ -31,6 +31,9 @@ class ModelRequest:
     temperature: float | None = None
     max_tokens: int = 1024
     top_p: float | None = None
+    # The system prompt is shared by many requests: ask the provider to cache it where caching
+    # is asked for (Anthropic); the answer does not depend on it, so neither does the key.
+    cache_system: bool = field(default=False, compare=False)
 
     @property
     def prompt(self) -> str:

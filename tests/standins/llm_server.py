@@ -747,6 +747,13 @@ class StandinServer:
             system = body.get("system")
             if system is not None and not isinstance(system, str | list):
                 raise _Reject(400, bad, "system: Input should be a string or a list of blocks")
+            for index, block in enumerate(system if isinstance(system, list) else []):
+                if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(
+                        block.get("text"), str):
+                    raise _Reject(400, bad, f"system.{index}: Input should be a text block")
+                cache = block.get("cache_control")
+                if cache is not None and (not isinstance(cache, dict) or cache.get("type") != "ephemeral"):
+                    raise _Reject(400, bad, f"system.{index}.cache_control.type: Input should be 'ephemeral'")
             choice = body.get("tool_choice")
             if isinstance(choice, dict) and choice.get("type") == "tool":
                 names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
@@ -917,12 +924,17 @@ class StandinServer:
 
     def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int]:
         """Tokens of this request (read, written) from and to the prompt cache: its system prompt,
-        when long enough (a chat request's first message, as OpenAI's system role sends it)."""
+        when long enough. OpenAI caches a chat request's first (system) message on its own;
+        Anthropic only a system whose block carries `cache_control`."""
         minimum = self.config.prompt_cache_min_tokens
-        messages = body.get("messages") or [{}]
-        first = messages[0] if isinstance(messages[0], dict) else {}
-        system = _text_of(body["system"]) if "system" in body else (
-            _text_of(first.get("content")) if first.get("role") in ("system", "developer") else "")
+        if "system" in body:
+            blocks = body["system"] if isinstance(body["system"], list) else []
+            marked = any(isinstance(b, dict) and b.get("cache_control") for b in blocks)
+            system = _text_of(body["system"]) if marked else ""
+        else:
+            messages = body.get("messages") or [{}]
+            first = messages[0] if isinstance(messages[0], dict) else {}
+            system = _text_of(first.get("content")) if first.get("role") in ("system", "developer") else ""
         tokens = estimate_tokens(system) if system else 0
         if minimum is None or tokens < minimum:
             return 0, 0
