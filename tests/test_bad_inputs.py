@@ -114,6 +114,18 @@ def test_cli_refuses_an_unusable_price_file_before_any_flow(prices: str | None, 
     assert not (tmp_path / "out").exists(), "a flow ran before the price file was checked"
 
 
+def test_a_deployed_run_with_an_unusable_price_file_stops_before_any_call(llm, tmp_path: Path) -> None:
+    """Without the CLI's check (a deployment run from the UI), the process stage checks it first."""
+    price_file = tmp_path / "prices.yaml"
+    price_file.write_text("gpt-4o-mini: {input: 0.15}\n")
+    state = run_pipeline(EXAMPLES / "data" / "companies.csv", TEMPLATE, tmp_path / "out",
+                         id_column="company_id", settings=ProcessSettings(prices_path=str(price_file)))
+    assert state.is_failed()
+    assert state.message == (f"process stage: price file {price_file}, model 'gpt-4o-mini': "
+                             "output: Field required")
+    assert llm.total_requests == 0
+
+
 def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> None:
     """Rich would wrap at 80 columns and read `[...]` as markup; a path must survive both."""
     from typer.testing import CliRunner
