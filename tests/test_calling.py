@@ -363,3 +363,34 @@ def test_only_a_system_prompt_every_record_shares_is_marked_for_anthropics_cache
     assert [r["body"]["system"] for r in llm.requests] == [marked, "You write for Acme."]
     request = build_request(shared, {"name": "Acme"})
     assert request.cache_system and replace(request, cache_system=False).key() == request.key()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_error_object_answered_with_200_is_a_failed_call_not_an_empty_answer(provider: str, llm) -> None:
+    """Some OpenAI-compatible gateways answer 200 with {"error": ...} when the model behind them failed;
+    read as an answer it had no text, so a plain-text record was kept as ok and empty."""
+    llm.configure(p_error_body=0.3, seed=3)
+
+    async def run() -> list[ModelReply]:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST)
+        try:
+            return await asyncio.gather(*(caller.call(ModelRequest(provider, "m", None, (("user", f"p{i}"),)))
+                                          for i in range(20)))
+        finally:
+            await caller.close()
+
+    replies = asyncio.run(run())
+    assert [r.text for r in replies] == [f"Answer to: p{i}" for i in range(20)]
+    assert llm.total_requests > 20  # the error bodies were asked again
+
+    async def always_failing() -> None:
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST.model_copy(update={"max_attempts": 2}))
+        try:
+            await caller.call(ModelRequest(provider, "m", None, (("user", "q"),)))
+        finally:
+            await caller.close()
+
+    llm.configure(p_error_body=1.0)
+    with pytest.raises(ProviderError, match=rf"^{provider}: the answer \(HTTP 200\) has an error: "
+                                            "Upstream model error: the model did not answer$"):
+        asyncio.run(always_failing())

@@ -83,9 +83,9 @@ class AnthropicMessages:
             data = await self.client.post("/v1/messages", body=body, cast_to=object)
         except (anthropic.APIError, ValueError) as exc:
             raise provider_error(exc, anthropic, self.name) from exc
-        message = answer_object(data, self.name)
+        message = answer_object(data, self.name, "content")
         text = ""
-        for block in message.get("content") or []:
+        for block in message["content"]:
             if block.get("type") == "tool_use":
                 text = json.dumps(block.get("input"), ensure_ascii=False)
                 break

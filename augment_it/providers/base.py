@@ -120,17 +120,26 @@ class ProviderError(Exception):
         self.status = status
 
 
-def answer_object(data: object, provider: str) -> dict[str, Any]:
-    """The answer's JSON object, as the SDKs' post(cast_to=object) returns it.
+def answer_object(data: object, provider: str, answer_field: str) -> dict[str, Any]:
+    """The answer's JSON object, as the SDKs' post(cast_to=object) returns it, holding ANSWER_FIELD
+    (`choices`, `content`).
 
     Providers read the documented wire fields from it themselves: building the SDK's typed
-    answer model costs about 0.7 ms of event-loop time per call, a third of the client's work."""
+    answer model costs about 0.7 ms of event-loop time per call, a third of the client's work.
+    Some OpenAI-compatible gateways answer 200 with an error object when the model behind them
+    failed: that is a failed call to retry, not an empty answer to keep."""
     if isinstance(data, str):  # the SDKs leave a body without a JSON content type as text
         with contextlib.suppress(ValueError):
             data = json.loads(data)
     if not isinstance(data, dict):
         raise ProviderError(f"{provider}: the answer is not a JSON object: {str(data)[:200]!r}",
                             retryable=True)
+    if not isinstance(data.get(answer_field), list):
+        error = data.get("error")
+        if isinstance(error, dict):
+            error = error.get("message") or error
+        what = f"an error: {str(error)[:200]}" if error else f"no {answer_field}: {str(data)[:200]!r}"
+        raise ProviderError(f"{provider}: the answer (HTTP 200) has {what}", retryable=True)
     return data
 
 

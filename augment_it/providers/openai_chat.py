@@ -75,8 +75,8 @@ class OpenAIChat:
             data = await self.client.post(self.path, body=body, cast_to=object)
         except (self.sdk.APIError, ValueError) as exc:
             raise provider_error(exc, self.sdk, self.name) from exc
-        answer = answer_object(data, self.name)
-        choice = (answer.get("choices") or [{}])[0] or {}
+        answer = answer_object(data, self.name, "choices")
+        choice = (answer["choices"] or [{}])[0] or {}
         message = choice.get("message") or {}
         usage = answer.get("usage")
         return ModelReply(text=message.get("content") or "", input_tokens=token_count(usage, "prompt_tokens"),

@@ -107,6 +107,9 @@ class StandinConfig:
     p_bad_json: float = 0.0  # share of structured requests answered with non-JSON text
     p_hang: float = 0.0  # share that sleep `hang_seconds` before answering
     p_cut_body: float = 0.0  # share of 200 answers whose JSON body is cut short (a proxy dropped it)
+    # share of 200 answers whose body is an error object instead of an answer, as some
+    # OpenAI-compatible gateways send when the model behind them failed
+    p_error_body: float = 0.0
     out_of_quota: bool = False  # every request is answered 429 insufficient_quota (billing, not rate)
     p_no_usage: float = 0.0  # share of 200 answers without token counts (OpenAI-compatible servers)
     no_usage_as: NoUsage = "omitted"  # how: no `usage` object, or one whose counts are null
@@ -848,6 +851,7 @@ class StandinServer:
             cut_body = rng.random() < config.p_cut_body
             # Drawn only when asked for, so seeded runs of the other faults keep their sequence.
             no_usage = config.p_no_usage > 0 and rng.random() < config.p_no_usage
+            error_body = config.p_error_body > 0 and rng.random() < config.p_error_body
 
         if config.out_of_quota:  # OpenAI's documented answer when billing, not pacing, stops calls
             if kind == ANTHROPIC:
@@ -902,6 +906,9 @@ class StandinServer:
             # The client died while we "thought" (kill -9 mid-run): nobody receives this answer,
             # so it is no successful call (499 is nginx's "client closed request").
             return Response(status_code=499)
+        if error_body:  # no successful call: there is no answer in it
+            return self._json({"error": {"message": "Upstream model error: the model did not answer",
+                                         "type": "server_error", "code": 502}}, 200, limits)
         if cut_body:  # no successful call either: the client cannot read the answer
             whole = _dumps(payload)
             return Response(whole[:len(whole) // 2], status_code=200, headers=limits,
@@ -1056,6 +1063,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p-bad-json", dest="p_bad_json", type=float, default=0.0)
     parser.add_argument("--p-hang", dest="p_hang", type=float, default=0.0)
     parser.add_argument("--p-cut-body", dest="p_cut_body", type=float, default=0.0)
+    parser.add_argument("--p-error-body", dest="p_error_body", type=float, default=0.0)
     parser.add_argument("--out-of-quota", dest="out_of_quota", action="store_true")
     parser.add_argument("--p-no-usage", dest="p_no_usage", type=float, default=0.0)
     parser.add_argument("--no-usage-as", dest="no_usage_as", choices=["omitted", "null"],
