@@ -186,10 +186,8 @@ def test_a_rate_below_one_a_second_is_paced_not_refused() -> None:
     assert provider.sent[1] - provider.sent[0] >= 1.4
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
-def test_an_answer_body_cut_short_is_retried_not_fatal(provider: str, llm) -> None:
-    llm.configure(p_cut_body=0.3, seed=5)
-
+def answers_to_twenty_prompts(provider: str) -> list[ModelReply]:
+    """Twenty prompts at once through the provider's SDK, each retried until it is answered."""
     async def run() -> list[ModelReply]:
         caller = ModelCaller(make_provider(provider, timeout=5), FAST.model_copy(update={"timeout": 5}))
         try:
@@ -198,7 +196,13 @@ def test_an_answer_body_cut_short_is_retried_not_fatal(provider: str, llm) -> No
         finally:
             await caller.close()
 
-    replies = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_answer_body_cut_short_is_retried_not_fatal(provider: str, llm) -> None:
+    llm.configure(p_cut_body=0.3, seed=5)
+    replies = answers_to_twenty_prompts(provider)
     assert [r.text for r in replies] == [f"Answer to: p{i}" for i in range(20)]
     assert llm.stats()["answered"] == 20 and llm.duplicates() == 0
     assert llm.total_requests > 20  # some bodies were cut and asked again
@@ -370,16 +374,7 @@ def test_an_error_object_answered_with_200_is_a_failed_call_not_an_empty_answer(
     """Some OpenAI-compatible gateways answer 200 with {"error": ...} when the model behind them failed;
     read as an answer it had no text, so a plain-text record was kept as ok and empty."""
     llm.configure(p_error_body=0.3, seed=3)
-
-    async def run() -> list[ModelReply]:
-        caller = ModelCaller(make_provider(provider, timeout=5), FAST)
-        try:
-            return await asyncio.gather(*(caller.call(ModelRequest(provider, "m", None, (("user", f"p{i}"),)))
-                                          for i in range(20)))
-        finally:
-            await caller.close()
-
-    replies = asyncio.run(run())
+    replies = answers_to_twenty_prompts(provider)
     assert [r.text for r in replies] == [f"Answer to: p{i}" for i in range(20)]
     assert llm.total_requests > 20  # the error bodies were asked again
 
