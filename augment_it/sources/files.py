@@ -295,16 +295,20 @@ def _repeated_key(value: Any, parent: str = "") -> str | None:
     Keys compare as read (YAML's `1` and `true` are one dict key) and as the text they are
     stored under (YAML's `1` and `'1'` become one field name)."""
     if isinstance(value, dict):
-        keys = [k for k, _ in value.pairs] if isinstance(value, _RepeatedKeys) else list(value)
-        for counts in (Counter(keys), Counter(map(str, keys))):
-            if repeat := next(((k, n) for k, n in counts.items() if n > 1), None):
-                return f"field '{parent}{'.' if parent else ''}{repeat[0]}' appears {repeat[1]} times"
+        # A plain dict of text keys (every JSON object without a repeat) cannot repeat one: the
+        # counting is for the objects json marked and for YAML's non-text keys.
+        if isinstance(value, _RepeatedKeys) or not all(type(k) is str for k in value):
+            keys = [k for k, _ in value.pairs] if isinstance(value, _RepeatedKeys) else list(value)
+            for counts in (Counter(keys), Counter(map(str, keys))):
+                if repeat := next(((k, n) for k, n in counts.items() if n > 1), None):
+                    return f"field '{parent}{'.' if parent else ''}{repeat[0]}' appears {repeat[1]} times"
         for key, item in value.items():
-            if found := _repeated_key(item, f"{parent}{'.' if parent else ''}{key}"):
+            if isinstance(item, dict | list) and (
+                    found := _repeated_key(item, f"{parent}{'.' if parent else ''}{key}")):
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if found := _repeated_key(item, f"{parent}[{index}]"):
+            if isinstance(item, dict | list) and (found := _repeated_key(item, f"{parent}[{index}]")):
                 return found
     return None
 
