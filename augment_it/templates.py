@@ -106,7 +106,7 @@ class PromptTemplate(BaseModel):
             raise TemplateError(f"template {self.name!r}: line {exc.lineno}: {exc.message}") from exc
         return prompt, system
 
-    @property
+    @cached_property  # asked once per record, by build_request: parse the system prompt once
     def static_system(self) -> bool:
         """Whether every record gets the same system prompt (it names no field): a provider's
         prompt cache can then serve it to every call after the first."""
