@@ -155,7 +155,7 @@ class NocoDBSink:
             raise NocoDBUnreachable(f"NocoDB at {client.settings.url} still answered {error_text(response)} "
                                     f"after {client.settings.max_retries} retries")
         # An update can be sent again safely; an insert only when it was refused before writing.
-        splittable = status in REJECTED_WHOLE if method == "POST" else 400 <= status < 500 and status != 429
+        splittable = status in REJECTED_WHOLE if method == "POST" else 400 <= status < 500
         if split and len(batch) > 1 and splittable:
             for row in batch:
                 self._send(client, table_id, method, [row], counts, split=False)
