@@ -72,7 +72,8 @@ def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
         "ok": int(status.get("ok", 0)), "failed": int(status.get("failed", 0)),
         "skipped": int(status.get("skipped", 0)),
         "input_tokens": int(frame["_input_tokens"].sum()),
-        "cached_input_tokens": int(frame["_cached_input_tokens"].sum()),
+        # A part written before the column existed (resumed after an upgrade) counts none.
+        "cached_input_tokens": int(frame.get("_cached_input_tokens", pd.Series(dtype="Int64")).sum()),
         "output_tokens": int(frame["_output_tokens"].sum()),
         "cost_usd": None if costs.isna().any() else float(costs.sum()),
         "records_without_usage": int((~with_usage).sum()),

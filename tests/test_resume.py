@@ -56,3 +56,14 @@ def test_kill_9_half_way_then_rerun_sends_only_unanswered_prompts(llm, tmp_path:
     resent = stats["answered"] - RECORDS
     assert 0 <= resent <= 8, stats
     assert exported["_cached"].sum() > 0  # the rerun replayed answers from the first run
+
+
+def test_a_part_written_before_cached_input_tokens_existed_is_still_counted() -> None:
+    """A run that crashed under an earlier release resumes its finished parts after an upgrade."""
+    from tasks.process import chunk_counts
+
+    old_part = pd.DataFrame({"_id": ["a", "b"], "_ai_status": ["ok", "ok"], "_cached": [False, True],
+                             "_input_tokens": pd.array([10, 0], dtype="Int64"),
+                             "_output_tokens": pd.array([5, 0], dtype="Int64"), "_cost_usd": [0.1, 0.0]})
+    counts = chunk_counts(old_part)
+    assert (counts["input_tokens"], counts["cached_input_tokens"], counts["ok"]) == (10, 0, 2)
