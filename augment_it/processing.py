@@ -100,7 +100,7 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
         out[AI_STATUS], out[REASON] = "failed", str(exc)
         return
     reason, asked = "", []
-    for attempt in range(2):  # the answer, then one repair if it does not fit the schema
+    for attempt in range(2):  # the answer, then one repair if it is empty or does not fit the schema
         try:
             reply = await caller.call(request)
         except ProviderError as exc:

@@ -136,6 +136,8 @@ class PromptTemplate(BaseModel):
     def parse_answer(self, text: str) -> dict[str, Any]:
         """The fields an answer fills; raises ValueError naming what is wrong."""
         if not self.structured:
+            if not text.strip():  # kept as ok, it would be exported as an enrichment nobody made
+                raise ValueError("the answer is empty")
             return {self.text_field: text.strip()}
         data = extract_json(text)
         try:

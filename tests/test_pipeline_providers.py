@@ -72,6 +72,26 @@ def test_an_answer_that_stays_invalid_fails_that_record_only(llm, tmp_path: Path
     assert failed["_raw_answer"] == bad
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_an_empty_answer_is_asked_again_once_then_fails_that_record(provider: str, llm,
+                                                                    tmp_path: Path) -> None:
+    """An empty plain-text answer used to be kept as ok and exported as an empty enrichment."""
+    template = tmp_path / "one-liner.yaml"
+    template.write_text(f"name: one-liner\nprovider: {provider}\nmodel: {MODELS[provider]}\n"
+                        "prompt: 'One line about {{ name }}'\n")
+    llm.script("Borealis Foods", "")
+    llm.script("the answer is empty", "", times=1)  # Borealis's repair: empty again
+    state = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id",
+                         settings=ProcessSettings(provider=provider, model=MODELS[provider]))
+    ids = assert_every_record_once(tmp_path / "out", state.result())
+    assert ids["failed"] == ["c002"] and len(ids["exported"]) == 7  # the template checks no input
+    failed = pd.read_parquet(tmp_path / "out" / "failed.parquet").iloc[0]
+    assert failed["_reason"] == "the answer is empty (also after one repair attempt)"
+    assert failed["_calls"] == 2 and failed["_raw_answer"] == ""
+    repair = [r for r in llm.requests if "the answer is empty" in json.dumps(r["body"])]
+    assert len(repair) == 1 and "JSON" not in json.dumps(repair[0]["body"]), "a plain answer is no JSON"
+
+
 def test_a_template_with_an_undefined_variable_fails_records_not_the_run(llm, tmp_path: Path) -> None:
     state = run_pipeline(COMPANIES, DATA / "bad" / "undefined-variable.yaml", tmp_path)
     summary = state.result()

@@ -51,6 +51,8 @@ def test_plain_text_template_fills_a_field_named_after_it() -> None:
     template = parse_template("name: one-liner\nmodel: m\nprompt: hi")
     assert template.output_fields == {"one_liner": "string"}
     assert template.parse_answer(" Hello ") == {"one_liner": "Hello"}
+    with pytest.raises(ValueError, match="the answer is empty"):
+        template.parse_answer(" \n")
     assert extract_json('noise {"a": 1} noise') == {"a": 1}
 
 

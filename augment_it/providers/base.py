@@ -53,9 +53,9 @@ class ModelRequest:
         return self._key
 
     def repair(self, answer: str, problem: str) -> ModelRequest:
-        """The same request, asking once more after an answer that did not fit the schema."""
-        fix = (f"Your answer could not be used: {problem}. Reply again with only a JSON object "
-               "that matches the requested fields.")
+        """The same request, asking once more after an answer that could not be used."""
+        wanted = "only a JSON object that matches the requested fields" if self.schema else "your answer"
+        fix = f"Your answer could not be used: {problem}. Reply again with {wanted}."
         # Anthropic refuses an empty assistant turn before the last message.
         return replace(self, messages=(*self.messages, ("assistant", answer or "(no answer)"), ("user", fix)))
 

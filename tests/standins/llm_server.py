@@ -1005,7 +1005,8 @@ class StandinServer:
             forced = tools[0]
         stop_reason = "end_turn"
         if scripted is not None:
-            content: list[dict[str, Any]] = [{"type": "text", "text": scripted}]
+            # An empty answer is an empty list of blocks, as the API sends it.
+            content: list[dict[str, Any]] = [{"type": "text", "text": scripted}] if scripted else []
             output_text = scripted
         elif forced is not None and bad_json:
             content = [{"type": "text", "text": BAD_JSON_REPLY}]
