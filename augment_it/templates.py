@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
@@ -57,6 +58,14 @@ class PromptTemplate(BaseModel):
     rpm: float | None = Field(None, gt=0)  # the provider's requests-per-minute limit for this model
     tpm: float | None = Field(None, gt=0)  # and its tokens-per-minute limit
     version: str = ""  # filled from the file's content hash when loaded
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose changed fields are validated and whose derived values (compiled prompt,
+        output model, `static_system`) are worked out again: pydantic's copy skips both, and
+        would render the old prompt after a change of `prompt`."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return self.model_validate({**self.model_dump(), **update})
 
     @field_validator("output")
     @classmethod

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from augment_it.processing import apply_overrides
 from augment_it.settings import ProcessSettings
@@ -54,6 +55,16 @@ def test_plain_text_template_fills_a_field_named_after_it() -> None:
     with pytest.raises(ValueError, match="the answer is empty"):
         template.parse_answer(" \n")
     assert extract_json('noise {"a": 1} noise') == {"a": 1}
+
+
+def test_a_changed_copy_is_validated_and_renders_its_own_prompt() -> None:
+    template = parse_template("name: t\nmodel: m\nsystem: Be brief.\nprompt: 'About {{ name }}'")
+    assert template.render({"name": "Acme"}) == ("Be brief.", "About Acme") and template.static_system
+    changed = template.model_copy(update={"prompt": "Who runs {{ name }}?", "system": "As {{ name }}."})
+    assert changed.render({"name": "Acme"}) == ("As Acme.", "Who runs Acme?")
+    assert not changed.static_system and changed.version == template.version
+    with pytest.raises(ValidationError, match="max_tokens"):
+        template.model_copy(update={"max_tokens": 0})
 
 
 def test_bad_template_files_say_what_is_wrong() -> None:
