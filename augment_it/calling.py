@@ -105,6 +105,7 @@ class ModelCaller:
         self._slots = RankedSlots(policy.concurrency)
         self._requests = _paced(policy.rpm) if policy.rpm else None
         self._tokens = _paced(policy.tpm) if policy.tpm else None
+        self._prompt_cache_writes: dict[tuple[str, str], asyncio.Event] = {}
         self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
                                                 jitter=policy.backoff_initial)
 
@@ -132,8 +133,32 @@ class ModelCaller:
             self.cache.put(key, request.provider, request.model, reply)
         return reply
 
+    @asynccontextmanager
+    async def _prompt_cache_written(self, request: ModelRequest) -> AsyncIterator[None]:
+        """Let the first call with a long shared system prompt go alone where writing the
+        provider's prompt cache is billed (Anthropic).
+
+        The entry is readable only once the call writing it is answered, so each call sent beside
+        it would write it again; the others wait for that first attempt to end, answered or not."""
+        minimum = self.provider.cache_write_min_tokens
+        # 3 characters a token, the low end for English: a prompt just long enough is not missed.
+        if minimum is None or not request.cache_system or len(request.system or "") < 3 * minimum:
+            yield
+            return
+        prefix = (request.model, request.system or "")
+        written = self._prompt_cache_writes.get(prefix)
+        if written is None:
+            self._prompt_cache_writes[prefix] = written = asyncio.Event()
+            try:
+                yield
+            finally:
+                written.set()
+        else:
+            await written.wait()
+            yield
+
     async def _send(self, request: ModelRequest) -> ModelReply:
-        async with self._slots.held(call_rank.get()):
+        async with self._prompt_cache_written(request), self._slots.held(call_rank.get()):
             if self._requests is not None:
                 await self._requests.acquire()
             if self._tokens is not None:

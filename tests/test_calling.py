@@ -19,6 +19,7 @@ class QueuedProvider:
     """A provider whose outcomes are queued: an answer text or an exception, in order."""
 
     name = "queued"
+    cache_write_min_tokens = None
 
     def __init__(self, *outcomes: object) -> None:
         self.outcomes = deque(outcomes)
@@ -367,6 +368,34 @@ def test_only_a_system_prompt_every_record_shares_is_marked_for_anthropics_cache
     assert [r["body"]["system"] for r in llm.requests] == [marked, "You write for Acme."]
     request = build_request(shared, {"name": "Acme"})
     assert request.cache_system and replace(request, cache_system=False).key() == request.key()
+
+
+def test_the_first_call_with_a_long_shared_system_prompt_writes_anthropics_cache_alone(llm) -> None:
+    """Anthropic makes a cache entry readable once the call writing it is answered and bills the
+    write at 1.25x input: twenty calls sent at once each wrote the same system prompt."""
+    llm.configure(prompt_cache_min_tokens=1024, latency=0.3)
+
+    async def run(system: str) -> list[ModelReply]:
+        policy = FAST.model_copy(update={"timeout": 5, "concurrency": 20})
+        caller = ModelCaller(make_provider("anthropic", timeout=5), policy)
+        try:
+            return await asyncio.gather(*(caller.call(ModelRequest(
+                "anthropic", "m", system, (("user", f"p{i}"),), cache_system=True)) for i in range(20)))
+        finally:
+            await caller.close()
+
+    def sent_before_the_first_answer() -> int:
+        timeline = llm.timeline
+        first_answer = min(answered for _, answered, _ in timeline)
+        return sum(arrived < first_answer for arrived, _, _ in timeline)
+
+    replies = asyncio.run(run("Follow the house style guide to the letter. " * 100))  # ~1,100 tokens
+    assert [bool(r.cache_write_tokens) for r in replies].count(True) == 1
+    assert [bool(r.cached_input_tokens) for r in replies].count(True) == 19
+    assert sent_before_the_first_answer() == 1
+    llm.reset()  # too short for any model to cache: nothing to wait for, all twenty go at once
+    replies = asyncio.run(run("Be brief."))
+    assert not any(r.cache_write_tokens for r in replies) and sent_before_the_first_answer() == 20
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])

@@ -28,6 +28,8 @@ API_VERSION = "2023-06-01"  # the Messages API version whose request and answer 
 
 class AnthropicMessages:
     name = "anthropic"
+    # A cache write costs 1.25x input; no model caches a prefix under 1,024 tokens (some need more).
+    cache_write_min_tokens = 1024
 
     def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 60.0,
                  connections: int = 100) -> None:

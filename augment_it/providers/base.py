@@ -149,6 +149,9 @@ class MissingKeyError(Exception):
 
 class Provider(Protocol):
     name: str
+    # The shortest marked prefix whose prompt-cache write the provider bills, or None where
+    # writing its cache costs nothing extra (see ModelCaller).
+    cache_write_min_tokens: int | None
 
     async def send(self, request: ModelRequest) -> ModelReply: ...
 

@@ -21,6 +21,7 @@ from augment_it.providers.base import (
 
 class OpenAIChat:
     name = "openai"
+    cache_write_min_tokens: int | None = None  # OpenAI and Groq write their caches for nothing
     sdk: ModuleType = openai
     strict_schema = True
     path = "/chat/completions"  # relative to the base URL, which ends in /v1

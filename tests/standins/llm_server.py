@@ -866,6 +866,13 @@ class StandinServer:
         if fault < config.p429:
             return self._rate_limited(kind, config.retry_after, number, "injected fault")
         used = self._admit()
+        # A prompt cache entry is readable once the call that wrote it is answered: calls that
+        # arrive before that each write it again (Anthropic's docs say so for parallel calls).
+        cache_prefix = self._cache_prefix(body)
+        with self._lock:
+            cache_ready = cache_prefix in self._cached_prompts
+        cache = (0, 0) if cache_prefix is None else \
+            (estimate_tokens(cache_prefix), 0) if cache_ready else (0, estimate_tokens(cache_prefix))
 
         if hang < config.p_hang:
             delay = config.hang_seconds
@@ -891,12 +898,15 @@ class StandinServer:
         limits = self._limit_headers(kind, config, used)
         if kind == ANTHROPIC:
             payload = self._anthropic_reply(body, prompt, scripted, bad_json < config.p_bad_json,
-                                            number)
+                                            number, cache)
             limits["request-id"] = f"req_standin{number:013d}"
         else:
             payload = self._chat_reply(kind, body, prompt, scripted,
-                                       bad_json < config.p_bad_json, number)
+                                       bad_json < config.p_bad_json, number, cache)
             limits["x-request-id"] = f"req_standin{number:013d}"
+        if cache_prefix is not None:
+            with self._lock:
+                self._cached_prompts.add(cache_prefix)
         if no_usage:
             if config.no_usage_as == "null":
                 payload["usage"] = dict.fromkeys(payload["usage"])
@@ -929,10 +939,10 @@ class StandinServer:
         return {"x-ratelimit-limit-requests": str(config.rpm),
                 "x-ratelimit-remaining-requests": remaining}
 
-    def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int]:
-        """Tokens of this request (read, written) from and to the prompt cache: its system prompt,
-        when long enough. OpenAI caches a chat request's first (system) message on its own;
-        Anthropic only a system whose block carries `cache_control`."""
+    def _cache_prefix(self, body: dict[str, Any]) -> str | None:
+        """The part of this request the prompt cache holds: its system prompt, when long enough.
+        OpenAI caches a chat request's first (system) message on its own; Anthropic only a
+        system whose block carries `cache_control`."""
         minimum = self.config.prompt_cache_min_tokens
         if "system" in body:
             blocks = body["system"] if isinstance(body["system"], list) else []
@@ -942,16 +952,12 @@ class StandinServer:
             messages = body.get("messages") or [{}]
             first = messages[0] if isinstance(messages[0], dict) else {}
             system = _text_of(first.get("content")) if first.get("role") in ("system", "developer") else ""
-        tokens = estimate_tokens(system) if system else 0
-        if minimum is None or tokens < minimum:
-            return 0, 0
-        with self._lock:
-            seen = system in self._cached_prompts
-            self._cached_prompts.add(system)
-        return (tokens, 0) if seen else (0, tokens)
+        if minimum is None or not system or estimate_tokens(system) < minimum:
+            return None
+        return system
 
     def _chat_reply(self, kind: str, body: dict[str, Any], prompt: str, scripted: str | None,
-                    bad_json: bool, number: int) -> dict[str, Any]:
+                    bad_json: bool, number: int, cache: tuple[int, int]) -> dict[str, Any]:
         response_format = body.get("response_format") or {}
         fmt = response_format.get("type") if isinstance(response_format, dict) else None
         schema: dict[str, Any] | None = None
@@ -973,7 +979,7 @@ class StandinServer:
                                          or body.get("max_tokens"), "length", "stop")
         prompt_tokens = estimate_tokens(_all_text(body))
         completion_tokens = estimate_tokens(content)
-        cached, _ = self._prompt_cache(body)  # OpenAI reports reads only: writes cost nothing extra
+        cached, _ = cache  # (read, written): OpenAI reports reads only, writes cost nothing extra
         result: dict[str, Any] = {
             "id": f"chatcmpl-standin{number:012d}",
             "object": "chat.completion",
@@ -995,7 +1001,7 @@ class StandinServer:
         return result
 
     def _anthropic_reply(self, body: dict[str, Any], prompt: str, scripted: str | None,
-                         bad_json: bool, number: int) -> dict[str, Any]:
+                         bad_json: bool, number: int, cache: tuple[int, int]) -> dict[str, Any]:
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
         choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
         forced: dict[str, Any] | None = None
@@ -1023,7 +1029,7 @@ class StandinServer:
         else:
             output_text = f"Answer to: {prompt[:80]}"
             content = [{"type": "text", "text": output_text}]
-        read, written = self._prompt_cache(body)
+        read, written = cache
         if estimate_tokens(output_text) > body["max_tokens"]:
             stop_reason = "max_tokens"
             if content[0]["type"] == "tool_use":  # the tool's input was not finished
