@@ -225,6 +225,19 @@ def test_an_answer_cut_off_at_max_tokens_says_so_and_is_not_cached(provider: str
         ModelRequest(provider, "m", None, (("user", "tell me a long story"),), max_tokens=3).key()) is None
 
 
+def test_every_documented_stop_reason_that_cuts_an_answer_short_fails_it() -> None:
+    from augment_it.providers.base import incomplete_reason
+
+    cut = ModelRequest("anthropic", "m", None, (("user", "q"),), max_tokens=7)
+    for whole in ("stop", "end_turn", "stop_sequence", "tool_use", None):
+        assert incomplete_reason(whole, cut) is None
+    assert incomplete_reason("length", cut) == incomplete_reason("max_tokens", cut) == \
+        "the answer was cut off at max_tokens (7); raise max_tokens in the template"
+    assert "context window" in incomplete_reason("model_context_window_exceeded", cut)
+    assert incomplete_reason("refusal", cut) == "the model refused to answer"
+    assert incomplete_reason("stop", cut, refusal="I can't") == "the model refused to answer: I can't"
+
+
 def test_an_exhausted_quota_is_not_retried(llm) -> None:
     llm.configure(out_of_quota=True)
 

@@ -79,6 +79,9 @@ _CUT_OFF = "the answer was cut off at max_tokens ({max_tokens}); raise max_token
 _UNUSABLE_STOPS = {
     "length": _CUT_OFF,  # OpenAI, Groq
     "max_tokens": _CUT_OFF,  # Anthropic
+    # Anthropic, newer models: the answer filled what the context window had left.
+    "model_context_window_exceeded": "the answer was cut off at the end of the model's context window; "
+                                     "shorten the prompt",
     "content_filter": "the provider's content filter withheld the answer",
     "refusal": "the model refused to answer",
 }
