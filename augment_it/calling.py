@@ -45,7 +45,13 @@ class CallStats:
     cache_hits: int = 0
     retries: int = 0
     rate_limited: int = 0
+    not_sent: int = 0  # calls not made after an answer that every call of the run would get
     errors: dict[str, int] = field(default_factory=dict)
+
+
+# Refusals that hold for every request of a run, whatever its record: a key the provider does not
+# accept (401), a model or endpoint that does not exist (404). Sending the rest would only repeat them.
+RUN_WIDE_REFUSALS = frozenset({401, 404})
 
 
 # Which chunk a call belongs to; a freed slot goes to the earliest chunk. Chunks then finish (and
@@ -106,6 +112,7 @@ class ModelCaller:
         self._requests = _paced(policy.rpm) if policy.rpm else None
         self._tokens = _paced(policy.tpm) if policy.tpm else None
         self._prompt_cache_writes: dict[tuple[str, str], asyncio.Event] = {}
+        self._refused: ProviderError | None = None  # the first run-wide refusal
         self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
                                                 jitter=policy.backoff_initial)
 
@@ -122,6 +129,10 @@ class ModelCaller:
             if hit is not None:
                 self.stats.cache_hits += 1
                 return hit
+        if self._refused is not None:
+            self.stats.not_sent += 1
+            raise ProviderError(f"not sent: an earlier call was refused, as every call of this run would be "
+                                f"({self._refused})", retryable=False, status=self._refused.status)
         retrying = AsyncRetrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(_retryable), reraise=True)
         async for attempt in retrying:
@@ -175,6 +186,8 @@ class ModelCaller:
                 self._count(str(exc.status or "connection"))
                 if exc.status == 429:
                     self.stats.rate_limited += 1
+                if exc.status in RUN_WIDE_REFUSALS and self._refused is None:
+                    self._refused = exc
                 raise
             self.stats.answered += 1
             return reply

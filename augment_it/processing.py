@@ -104,7 +104,7 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
         try:
             reply = await caller.call(request)
         except ProviderError as exc:
-            out[AI_STATUS], out[REASON] = "failed", f"{exc} (after retries)"
+            out[AI_STATUS], out[REASON] = "failed", f"{exc} (after retries)" if exc.retryable else str(exc)
             return
         asked.append(request.key())
         _add_usage(out, reply, template, prices)

@@ -89,7 +89,8 @@ async def close_model(plan: ModelPlan) -> dict[str, Any]:
     await plan.caller.close()
     stats = plan.caller.stats
     return {"sent": stats.sent, "answered": stats.answered, "cache_hits": stats.cache_hits,
-            "retries": stats.retries, "rate_limited": stats.rate_limited, "errors": stats.errors}
+            "retries": stats.retries, "rate_limited": stats.rate_limited, "not_sent": stats.not_sent,
+            "errors": stats.errors}
 
 
 @task(name="write-process-report", cache_policy=NO_CACHE)

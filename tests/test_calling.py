@@ -73,6 +73,31 @@ def test_a_hanging_request_times_out_and_is_retried() -> None:
     assert caller.stats.errors == {"timeout": 1}
 
 
+def test_after_a_refusal_every_call_would_get_the_rest_are_not_sent(tmp_path) -> None:
+    """A 404 (no such model) or 401 (key refused) answers every request of the run alike."""
+    cache = AnswerCache(tmp_path / "a.sqlite")
+    cache.put(request("known").key(), "queued", "m", ModelReply("cached answer", 1, 1))
+    gone = ProviderError("queued: HTTP 404: The model `m` does not exist", retryable=False, status=404)
+    caller = ModelCaller(QueuedProvider(gone, "never sent"), FAST, cache)
+
+    async def run() -> list[object]:
+        outcomes: list[object] = []
+        for prompt in ("a", "b", "known", "c"):
+            try:
+                outcomes.append(await caller.call(request(prompt)))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    first, *rest = asyncio.run(run())
+    assert first is gone and caller.provider.outcomes == deque(["never sent"])
+    assert [type(r).__name__ for r in rest] == ["ProviderError", "ModelReply", "ProviderError"]
+    assert str(rest[0]) == "not sent: an earlier call was refused, as every call of this run would be " \
+        "(queued: HTTP 404: The model `m` does not exist)"
+    assert not rest[0].retryable and rest[1].text == "cached answer"
+    assert (caller.stats.sent, caller.stats.not_sent, caller.stats.cache_hits) == (1, 2, 1)
+
+
 def test_attempts_are_bounded() -> None:
     provider = QueuedProvider(*[ProviderError("500", retryable=True)] * 3, "late")
     caller = ModelCaller(provider, FAST.model_copy(update={"max_attempts": 3}))

@@ -92,6 +92,26 @@ def test_an_empty_answer_is_asked_again_once_then_fails_that_record(provider: st
     assert len(repair) == 1 and "JSON" not in json.dumps(repair[0]["body"]), "a plain answer is no JSON"
 
 
+def test_a_refused_key_fails_every_record_after_one_call_and_a_rerun_sends_them(llm, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    llm.configure(api_key="sk-right")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key")
+    settings = ProcessSettings(call={"concurrency": 1})
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id",
+                           settings=settings).result()
+    assert summary["failed"] == 6 and summary["provider_calls"]["not_sent"] == 5 and llm.total_requests == 1
+    reasons = pd.read_parquet(tmp_path / "a" / "failed.parquet")["_reason"].tolist()
+    refused = "openai: HTTP 401: Incorrect API key provided: sk-*****-key. You can find your API key at " \
+              "https://platform.openai.com/account/api-keys."
+    assert reasons.count(refused) == 1
+    assert reasons.count("not sent: an earlier call was refused, as every call of this run would be "
+                         f"({refused})") == 5
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "b", id_column="company_id",
+                           settings=settings).result()
+    assert summary["exported"] == 6 and summary["failed"] == 0 and llm.total_requests == 7
+
+
 def test_a_template_with_an_undefined_variable_fails_records_not_the_run(llm, tmp_path: Path) -> None:
     state = run_pipeline(COMPANIES, DATA / "bad" / "undefined-variable.yaml", tmp_path)
     summary = state.result()

@@ -114,6 +114,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
             f"{calls.get('cache_hits', 0)} from the cache, {calls.get('retries', 0)} retries "
             f"({calls.get('rate_limited', 0)} rate-limited); errors: {calls.get('errors') or 'none'}",
             markup=False)  # errors quote the provider's text
+        if not_sent := calls.get("not_sent"):
+            console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key or the "
+                          "model, as it would every call; failed.* says why, and a rerun sends them")
     console.print(f"files: {', '.join(summary['files'].values())} and {out}/summary.json", markup=False)
     if destination := summary.get("destination"):
         console.print(f"written to {escape(destination['uri'])}: {destination['updated']} updated, "

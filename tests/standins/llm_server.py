@@ -118,6 +118,7 @@ class StandinConfig:
     prompt_cache_min_tokens: int | None = None
     hang_seconds: float = 30.0
     retry_after: float = 1.0  # seconds advertised by injected 429s (retry-after-ms exact)
+    api_key: str | None = None  # the only key accepted (any other is answered 401); None: any
     seed: int | None = 0  # seeds the fault generator; applied at start, reset() and configure()
 
 
@@ -704,9 +705,13 @@ class StandinServer:
                           reject.status, all_headers)
 
     def _check_auth(self, kind: str, headers: dict[str, str]) -> None:
+        accepted = self.config.api_key
         if kind == ANTHROPIC:
-            if not headers.get("x-api-key", "").strip():
+            key = headers.get("x-api-key", "").strip()
+            if not key:
                 raise _Reject(401, "authentication_error", "x-api-key header is required")
+            if accepted is not None and key != accepted:
+                raise _Reject(401, "authentication_error", "invalid x-api-key")
             return
         bearer = headers.get("authorization", "")
         if bearer[:7].lower() != "bearer " or not bearer[7:].strip():
@@ -714,6 +719,12 @@ class StandinServer:
                           "You didn't provide an API key. You need to provide your API key in an "
                           "Authorization header using Bearer auth (i.e. Authorization: Bearer "
                           "YOUR_KEY).", code="invalid_api_key")
+        key = bearer[7:].strip()
+        if accepted is not None and key != accepted:
+            shown = f"{key[:3]}{'*' * max(0, len(key) - 7)}{key[-4:]}"  # as OpenAI masks it
+            raise _Reject(401, "invalid_request_error", f"Incorrect API key provided: {shown}. You can "
+                          "find your API key at https://platform.openai.com/account/api-keys.",
+                          code="invalid_api_key")
 
     def _validate(self, kind: str, body: Any, headers: dict[str, str]) -> None:
         bad = "invalid_request_error"
@@ -1078,6 +1089,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-cache-min-tokens", dest="prompt_cache_min_tokens", type=int, default=None)
     parser.add_argument("--hang-seconds", dest="hang_seconds", type=float, default=30.0)
     parser.add_argument("--retry-after", dest="retry_after", type=float, default=1.0)
+    parser.add_argument("--api-key", dest="api_key", default=None)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
