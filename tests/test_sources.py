@@ -102,6 +102,25 @@ def storable(value: object) -> bool:
     return True
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_files_marked_utf16_or_utf32_are_read(codec: str, tmp_path: Path) -> None:
+    """Excel's "Unicode Text" (UTF-16, tab-separated) and Windows PowerShell 5's Out-File (UTF-16)
+    mark their files with a byte order mark; read as UTF-8, every byte of them was invalid."""
+    sheet, exported, notes = tmp_path / "sheet.tsv", tmp_path / "records.json", tmp_path / "notes"
+    sheet.write_bytes("\ufeffid\tname\r\n1\tZoë\r\n2\t東京\r\n".encode(codec))
+    exported.write_bytes('\ufeff[{"id": 1, "name": "Zoë"}]'.encode(codec))
+    assert [(r["id"], r["name"]) for r in read(sheet).records] == [("1", "Zoë"), ("2", "東京")]
+    assert [(r["id"], r["name"]) for r in read(exported).records] == [(1, "Zoë")]
+    notes.mkdir()
+    (notes / "a.md").write_bytes("\ufeff---\ntitle: Zoë\n---\nBody\n".encode(codec))
+    (notes / "broken.md").write_bytes("\ufeffZo".encode(codec)[:-1])  # its last character cut short
+    result = read(notes)
+    wide = codec[:6].upper()
+    assert [r["title"] for r in result.records] == ["Zoë"]
+    assert result.rejects[0][REASON].startswith(f"broken.md: starts with a {wide} byte order mark but is "
+                                               f"not valid {wide}")
+
+
 def test_latin1_header_refuses_the_file_naming_the_column() -> None:
     with pytest.raises(InputError, match=r"latin1-header.csv: header column 2 \('na\ufffdme'\) is not "
                                          r"valid UTF-8 \(byte 0xe9\); save the file as UTF-8"):

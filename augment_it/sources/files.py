@@ -15,6 +15,9 @@
   whose front matter is not a mapping, or itself sets `body` or `file`, is rejected.
 - Parquet: values as Python objects, so integer columns with nulls stay integers.
 
+Text files are UTF-8, or UTF-16/32 when a byte order mark says so (Excel's "Unicode Text",
+Windows PowerShell 5's Out-File); any other encoding names the first invalid byte.
+
 A JSON, JSONL or YAML record in which a key appears twice, at any depth (json and PyYAML would
 keep the last value silently), is rejected naming the key; a wrapper's records key given twice
 refuses the file, since the records under all but the last would be lost.
@@ -22,6 +25,7 @@ refuses the file, since the records under all but the last would be lost.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -95,9 +99,27 @@ class FileSource:
 def _read_text(uri: str) -> str:
     fs, path = filesystem(uri)
     with fs.open(path, "rb") as handle:
-        raw = handle.read()
-    # Undecodable bytes survive as lone surrogates, so the record holding them can be named and
-    # quarantined instead of failing the whole file.
+        return _decode(handle.read(), uri)
+
+
+# UTF-32's little-endian mark starts with UTF-16's, so it is looked for first.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _decode(raw: bytes, name: str) -> str:
+    """A file's text: UTF-8 (a BOM dropped), or UTF-16/32 where a byte order mark says so, as
+    Excel's "Unicode Text" and Windows PowerShell 5's Out-File save them.
+
+    Undecodable UTF-8 bytes survive as lone surrogates, so the record holding them can be named
+    and quarantined instead of failing the whole file."""
+    for bom, codec in _WIDE_BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec.lower())  # the codec reads the mark and drops it
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{name}: starts with a {codec} byte order mark but is not valid {codec} "
+                                 f"(byte {exc.start}); save the file as UTF-8") from None
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
@@ -512,7 +534,12 @@ def _read_markdown(uri: str) -> SourceRead:
     for row, file_path in enumerate(files, start=1):
         name = file_path[len(base):] if file_path.startswith(base) else file_path
         with fs.open(file_path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig", errors="surrogateescape")
+            raw = handle.read()
+        try:
+            text = _decode(raw, name)
+        except InputError as exc:
+            read.reject(row, name, str(exc))
+            continue
         try:
             meta, body = _split_front_matter(text, name)
         except InputError as exc:
