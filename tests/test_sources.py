@@ -245,17 +245,19 @@ def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:
     assert all(type(r["id"]) is int for r in records if r["id"] is not None)
 
 
-REPEATED = "appears 2 times; rename or remove all but one"
+def repeats(field: str, written: str = "") -> str:
+    return f"field '{field}' appears 2 times{written}; rename or remove all but one"
 
 
 @pytest.mark.parametrize(("name", "kept", "repeated"), [
-    ("duplicate-keys.json", ["1", "4"], {"duplicate-keys.json[1]": "name",
-                                         "duplicate-keys.json[2]": "offices[0].city"}),
-    ("duplicate-keys.jsonl", ["1", "4"], {"duplicate-keys.jsonl:2": "name",
-                                          "duplicate-keys.jsonl:3": "contact.email"}),
-    ("duplicate-keys.yaml", ["1", "4", "5"], {"duplicate-keys.yaml[1]": "name",
-                                              "duplicate-keys.yaml[2]": "contact.email",
-                                              "duplicate-keys.yaml[5]": "1"}),
+    ("duplicate-keys.json", ["1", "4"], {"duplicate-keys.json[1]": repeats("name"),
+                                         "duplicate-keys.json[2]": repeats("offices[0].city")}),
+    ("duplicate-keys.jsonl", ["1", "4"], {"duplicate-keys.jsonl:2": repeats("name"),
+                                          "duplicate-keys.jsonl:3": repeats("contact.email")}),
+    ("duplicate-keys.yaml", ["1", "4", "5"], {"duplicate-keys.yaml[1]": repeats("name"),
+                                              "duplicate-keys.yaml[2]": repeats("contact.email"),
+                                              "duplicate-keys.yaml[5]": repeats("1", " (written 1, '1')"),
+                                              "duplicate-keys.yaml[6]": repeats("1", " (written 1, true)")}),
 ])
 def test_a_record_with_a_repeated_key_is_quarantined_naming_the_key(name: str, kept: list[str],
                                                                     repeated: dict[str, str]) -> None:
@@ -263,7 +265,7 @@ def test_a_record_with_a_repeated_key_is_quarantined_naming_the_key(name: str, k
     result = read(ODD / name)
     assert [r["id"] for r in result.records] == kept
     assert [(r[SOURCE], r[REASON]) for r in result.rejects] == [
-        (where, f"{where}: field '{field}' {REPEATED}") for where, field in repeated.items()]
+        (where, f"{where}: {reason}") for where, reason in repeated.items()]
     assert [r[ROW] for r in result.rejects][:2] == [2, 3]
     assert "Borealis" in result.rejects[0]["raw"] and "Boreal Ltd" in result.rejects[0]["raw"]
 
@@ -285,8 +287,8 @@ def test_repeated_keys_in_front_matter_or_a_wrapper_lose_nothing(tmp_path: Path)
     (notes / "c.md").write_text('{\n"id": "c", "tags": {"x": 1, "x": 2}\n}\nText.\n')
     result = read(notes)
     assert [r["id"] for r in result.records] == ["b"]
-    assert [r[REASON] for r in result.rejects] == [f"a.md: front matter field 'title' {REPEATED}",
-                                                  f"c.md: front matter field 'tags.x' {REPEATED}"]
+    assert [r[REASON] for r in result.rejects] == [f"a.md: front matter {repeats('title')}",
+                                                  f"c.md: front matter {repeats('tags.x')}"]
     # The records under the first of two `records` keys would be lost without a word.
     (tmp_path / "twice.json").write_text('{"records": [{"id": "1"}], "records": [{"id": "2"}]}')
     with pytest.raises(InputError, match=r"twice.json: key 'records' appears 2 times; the records under "

@@ -322,8 +322,13 @@ def _repeated_key(value: Any, parent: str = "") -> str | None:
         if isinstance(value, _RepeatedKeys) or not all(type(k) is str for k in value):
             keys = [k for k, _ in value.pairs] if isinstance(value, _RepeatedKeys) else list(value)
             for counts in (Counter(keys), Counter(map(str, keys))):
-                if repeat := next(((k, n) for k, n in counts.items() if n > 1), None):
-                    return f"field '{parent}{'.' if parent else ''}{repeat[0]}' appears {repeat[1]} times"
+                if repeat := next((k for k, n in counts.items() if n > 1), None):
+                    same = [k for k in keys if k == repeat or str(k) == str(repeat)]
+                    # YAML's `1` and `true` are one key: name both, or the reason names one of them.
+                    written = list(dict.fromkeys(f"'{k}'" if isinstance(k, str) else json.dumps(k)
+                                                 for k in same))
+                    shown = f" (written {', '.join(written)})" if len(written) > 1 else ""
+                    return f"field '{parent}{'.' if parent else ''}{repeat}' appears {len(same)} times{shown}"
         for key, item in value.items():
             if isinstance(item, dict | list) and (
                     found := _repeated_key(item, f"{parent}{'.' if parent else ''}{key}")):
