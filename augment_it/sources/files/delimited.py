@@ -1,0 +1,125 @@
+"""CSV and TSV files, read row by row so a row the csv module refuses is rejected alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections import deque
+
+from augment_it.errors import InputNotice
+from augment_it.records import InputError
+from augment_it.sources import SourceRead
+from augment_it.sources.files.text import SURROGATE, bad_char, printable
+
+SNIFFED_DELIMITERS = ";\t|"
+
+
+class _Lines:
+    """Lines for csv.reader that remembers the lines of the row being read and can hand some back,
+    so a row the csv module refuses is rejected alone and reading goes on after it."""
+
+    def __init__(self, text: str) -> None:
+        self.pending = deque(io.StringIO(text, newline=""))  # split as csv expects: \n, \r\n or \r
+        self.number = 0  # of the last line handed out
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if not self.pending:
+            raise StopIteration
+        line = self.pending.popleft()
+        self.number += 1
+        self.taken.append(line)
+        return line
+
+    def give_back(self, lines: list[str]) -> None:
+        self.pending.extendleft(reversed(lines))
+        self.number -= len(lines)
+
+
+def _sniff_delimiter(text: str) -> str:
+    """`,` unless the header line has none outside quotes but has `;`, a tab or `|`."""
+    header = re.sub(r'"[^"]*"', "", text.split("\n", 1)[0])
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in SNIFFED_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
+    read = SourceRead()
+    # A field cannot be longer than the file, so this limit never cuts a field (the default 128 KiB
+    # would), and it is only ever raised.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise InputError(f"{name}: the header row cannot be parsed: {exc}") from exc
+    header = [h.strip() for h in header]
+    for position, column in enumerate(header, start=1):
+        if found := SURROGATE.search(column):
+            # Every record would carry the broken name; one clear sentence beats a quarantined file.
+            raise InputError(f"{name}: header column {position} ('{printable(column)}') is not valid "
+                             f"UTF-8 ({bad_char(column, found.start())}); save the file as UTF-8")
+    width = len(header)
+    while width and not header[width - 1]:
+        width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
+    named = header[:width]
+    if len(set(named)) != len(named) or any(not h for h in named) or not named:
+        raise InputError(f"{name}: header has empty or repeated column names: {header}")
+    row = 1
+    while True:
+        start_line = lines.number + 1
+        lines.taken = []
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            row += 1
+            taken = lines.taken
+            if not lines.pending and "end of data" in str(exc):
+                # A quote never closed ran to the end of the file: only its own line is bad, the
+                # lines it swallowed are rows of their own.
+                lines.give_back(taken[1:])
+                taken = taken[:1]
+                problem = f"{exc} (a quote opened on this line is never closed)"
+            else:
+                end = f" (to line {lines.number})" if lines.number > start_line else ""
+                problem = f"{exc}{end}"
+            read.reject(row, f"{name}:{start_line}", f"{name} line {start_line}: {problem}",
+                        raw=printable("".join(taken))[:2000])
+            continue
+        row += 1
+        if not values:
+            continue  # blank line
+        where = f"{name}:{start_line}"
+        if width < len(values) <= len(header):
+            if any(v.strip() for v in values[width:]):
+                raise InputError(f"{name}: header has empty column names but line {start_line} has "
+                                 f"values under them: {header}")
+            values = values[:width]
+        if len(values) != width:
+            read.reject(row, where, f"{where}: row has {len(values)} fields, the header has "
+                        f"{width} ({', '.join(named)})", raw=printable(delimiter.join(values)))
+            continue
+        read.add({h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}, row, where)
+    if width < len(header):
+        warnings.warn(f"{name}: dropped {len(header) - width} unnamed column(s) at the end of the header, "
+                      "empty in every row", InputNotice, stacklevel=3)
+    return read
+
+
+def read_csv(text: str, name: str) -> SourceRead:
+    return _read_delimited(text, name, _sniff_delimiter(text))
+
+
+def read_tsv(text: str, name: str) -> SourceRead:
+    return _read_delimited(text, name, "\t")
