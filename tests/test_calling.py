@@ -263,6 +263,22 @@ def test_every_documented_stop_reason_that_cuts_an_answer_short_fails_it() -> No
     assert incomplete_reason("stop", cut, refusal="I can't") == "the model refused to answer: I can't"
 
 
+@pytest.mark.parametrize(("provider", "base", "called"), [("openai", "", "/chat/completions"),
+                                                          ("anthropic", "/v1", "/v1/v1/messages")])
+def test_a_404_names_the_url_it_came_from(provider: str, base: str, called: str, llm) -> None:
+    """A base URL without its /v1, or with one too many, is answered 404 on every call; an
+    OpenAI-compatible server often says no more than "Not Found"."""
+    async def run() -> None:
+        caller = ModelCaller(make_provider(provider, base_url=llm.url + base, timeout=5), FAST)
+        try:
+            await caller.call(ModelRequest(provider, "m", None, (("user", "q"),)))
+        finally:
+            await caller.close()
+
+    with pytest.raises(ProviderError, match=rf"^{provider}: HTTP 404 from {llm.url}{called}: Invalid URL"):
+        asyncio.run(run())
+
+
 def test_an_exhausted_quota_is_not_retried(llm) -> None:
     llm.configure(out_of_quota=True)
 

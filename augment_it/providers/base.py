@@ -174,11 +174,19 @@ def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderEr
         wait = retry_after(exc.response.headers) if retryable else None
         if wait is None and status == 429:
             wait = rate_limit_reset(exc.response.headers)
-        return ProviderError(f"{provider}: HTTP {status}: {_error_message(exc)}", retryable=retryable,
+        # A base URL missing its /v1 (or with one too many) is answered 404 with a bare "Not Found".
+        where = f" from {_endpoint(exc.response.request.url)}" if status == 404 else ""
+        return ProviderError(f"{provider}: HTTP {status}{where}: {_error_message(exc)}", retryable=retryable,
                              retry_after=wait, status=status)
     if isinstance(exc, ValueError):  # a 200 whose JSON body is cut short or empty
         return ProviderError(f"{provider}: the answer is not valid JSON: {exc}", retryable=True)
     return ProviderError(f"{provider}: {exc}", retryable=True)  # e.g. an answer of unexpected shape
+
+
+def _endpoint(url: Any) -> str:
+    """The URL called, without its query or credentials (httpx.URL)."""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
 
 
 def _out_of_quota(exc: Any) -> bool:
