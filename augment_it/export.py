@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from augment_it.records import AI_STATUS
+from augment_it.records import AI_STATUS, REASON
 from augment_it.review import REVIEW_STATUS
 
 OUTCOMES = ("exported", "rejected", "quarantined", "failed")
@@ -45,4 +45,7 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "records_without_usage": usage.get("records_without_usage", 0),  # not in tokens or cost
         "provider_calls": process_report.get("calls", {}),
         "ai": process_report.get("ai", {}),
+        # The commonest reasons records failed (reasons that quote an answer differ per record).
+        "failure_reasons": outcomes["failed"][REASON].value_counts().head(3).to_dict()
+        if counts["failed"] else {},
     }

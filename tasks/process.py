@@ -36,6 +36,11 @@ async def prepare_template(path: str, settings: ProcessSettings) -> PromptTempla
 async def load_collected(out: str) -> list[dict[str, Any]]:
     frame = read_frame(RunLayout(out).collected)
     progress.start(len(frame))
+    return plain_records(frame)
+
+
+def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts of Python values, None where a value is missing."""
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
@@ -49,15 +54,28 @@ async def open_model(template: PromptTemplate, settings: ProcessSettings) -> Mod
 @task(name="augment-chunk", cache_policy=NO_CACHE)
 async def augment_chunk(records: list[dict[str, Any]], part: str, template: PromptTemplate,
                         plan: ModelPlan, prices: PriceTable, rank: int = 0) -> dict[str, Any]:
-    if exists(part):  # finished by an earlier run of the same records and template
-        progress.advance(len(records))
-        return {**chunk_counts(read_frame(part)), "part": part, "resumed": True}
+    done = read_frame(part) if exists(part) else None  # by an earlier run of these records and template
+    todo = records if done is None else failed_in(done, records)
+    progress.advance(len(records) - len(todo))
+    if done is not None and not todo:
+        return {**chunk_counts(done), "part": part, "resumed": True}
+    augmented = await augment_records(todo, template, plan, prices, rank)
+    if done is not None:  # the part's answered records, and its failed ones asked again
+        by_id = {r[ID]: r for r in [*plain_records(done[done[AI_STATUS] != "failed"]), *augmented]}
+        augmented = [by_id[r[ID]] for r in records]
     # Integer fields (the source's, the model's, token counts) with a gap stay integers.
-    frame = records_frame(await augment_records(records, template, plan, prices, rank))
+    frame = records_frame(augmented)
     # also when all are unknown
     frame = frame.astype({c: "Int64" for c in ("_input_tokens", "_cached_input_tokens", "_output_tokens")})
     write_frame(frame, part)
-    return {**chunk_counts(frame), "part": part, "resumed": False}
+    return {**chunk_counts(frame), "part": part, "resumed": done is not None}
+
+
+def failed_in(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The RECORDS a finished part holds as failed: they never got a usable answer (a refused
+    key, retries used up, an answer that did not fit), so a rerun asks again."""
+    failed = set(done.loc[done[AI_STATUS] == "failed", ID])
+    return [r for r in records if r[ID] in failed]
 
 
 def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:

@@ -70,6 +70,18 @@ def test_an_answer_that_stays_invalid_fails_that_record_only(llm, tmp_path: Path
     assert "not the JSON object asked for" in failed["_reason"]
     assert "after one repair attempt" in failed["_reason"]
     assert failed["_raw_answer"] == bad
+    # A rerun into the same --out resumes the finished part and asks again for its failed record only.
+    llm.clear_scripts()
+    sent = llm.total_requests
+    first = pd.read_parquet(tmp_path / "exported.parquet").set_index("_id")
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id").result()
+    assert summary["exported"] == 6 and summary["failed"] == 0 and llm.total_requests == sent + 1
+    again = pd.read_parquet(tmp_path / "exported.parquet").set_index("_id")
+    assert list(again.index) == ["c001", "c002", *first.index[1:]]  # in the source's order
+    processed = ["summary", "industry", "score", "_input_tokens", "_output_tokens", "_cost_usd", "_calls"]
+    # As the first run left them (score was nullable there: c002 had none).
+    pd.testing.assert_frame_equal(again.drop(index="c002")[processed], first[processed], check_dtype=False)
+    assert pd.api.types.is_integer_dtype(again["score"]) and again.loc["c002", "score"] > 0
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
@@ -104,10 +116,10 @@ def test_a_refused_key_fails_every_record_after_one_call_and_a_rerun_sends_them(
     refused = "openai: HTTP 401: Incorrect API key provided: sk-*****-key. You can find your API key at " \
               "https://platform.openai.com/account/api-keys."
     assert reasons.count(refused) == 1
-    assert reasons.count("not sent: an earlier call was refused, as every call of this run would be "
-                         f"({refused})") == 5
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
-    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "b", id_column="company_id",
+    not_sent = f"not sent: an earlier call was refused, as every call of this run would be ({refused})"
+    assert reasons.count(not_sent) == 5 and summary["failure_reasons"] == {not_sent: 5, refused: 1}
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")  # the same --out: its finished part is resumed
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id",
                            settings=settings).result()
     assert summary["exported"] == 6 and summary["failed"] == 0 and llm.total_requests == 7
 
