@@ -55,13 +55,14 @@ async def open_model(template: PromptTemplate, settings: ProcessSettings) -> Mod
 async def augment_chunk(records: list[dict[str, Any]], part: str, template: PromptTemplate,
                         plan: ModelPlan, prices: PriceTable, rank: int = 0) -> dict[str, Any]:
     done = read_frame(part) if exists(part) else None  # by an earlier run of these records and template
-    todo = records if done is None else failed_in(done, records)
+    # Without a model now, a part is resumed whole: its records could only be skipped again.
+    todo = records if done is None else unanswered(done, records) if plan.caller else []
     progress.advance(len(records) - len(todo))
     if done is not None and not todo:
         return {**chunk_counts(done), "part": part, "resumed": True}
     augmented = await augment_records(todo, template, plan, prices, rank)
-    if done is not None:  # the part's answered records, and its failed ones asked again
-        by_id = {r[ID]: r for r in [*plain_records(done[done[AI_STATUS] != "failed"]), *augmented]}
+    if done is not None:  # the part's answered records, and the others asked again
+        by_id = {r[ID]: r for r in [*plain_records(done[done[AI_STATUS] == "ok"]), *augmented]}
         augmented = [by_id[r[ID]] for r in records]
     # Integer fields (the source's, the model's, token counts) with a gap stay integers.
     frame = records_frame(augmented)
@@ -71,11 +72,11 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     return {**chunk_counts(frame), "part": part, "resumed": done is not None}
 
 
-def failed_in(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The RECORDS a finished part holds as failed: they never got a usable answer (a refused
-    key, retries used up, an answer that did not fit), so a rerun asks again."""
-    failed = set(done.loc[done[AI_STATUS] == "failed", ID])
-    return [r for r in records if r[ID] in failed]
+def unanswered(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The RECORDS a finished part holds without a usable answer, for a rerun to ask again: failed
+    (a refused key, retries used up, an answer that did not fit) or skipped (no key back then)."""
+    answered = set(done.loc[done[AI_STATUS] == "ok", ID])
+    return [r for r in records if r[ID] not in answered]
 
 
 def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:

@@ -141,6 +141,19 @@ def test_without_a_key_the_ai_step_is_skipped_and_says_how_to_enable_it(tmp_path
     assert json.loads((tmp_path / "summary.json").read_text())["exported"] == 6
 
 
+def test_a_rerun_with_a_key_into_the_same_out_asks_the_model(llm, tmp_path: Path, monkeypatch) -> None:
+    """The demo runs without a key; rerun with one, it resumed the finished part and asked nothing."""
+    monkeypatch.delenv("OPENAI_API_KEY")
+    for _ in range(2):  # the second resumes the part as it is: nothing to ask without a key
+        summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id").result()
+        assert summary["ai"]["status"] == "skipped" and summary["exported"] == 6
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id").result()
+    assert summary["ai"]["status"] == "used" and summary["provider_calls"]["answered"] == 6
+    exported = pd.read_parquet(tmp_path / "exported.parquet")
+    assert set(exported["_ai_status"]) == {"ok"} and exported["summary"].notna().all()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_other_formats_and_a_rerun_of_the_export_does_not_duplicate(fmt: str, tmp_path: Path) -> None:
     for _ in range(2):
