@@ -52,7 +52,8 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
         part = layout.process_part(index, chunk_fingerprint(prompt, [r[ID] for r in chunk]))
         async with window:
             # quote: Prefect need not walk 500 records looking for futures (60 ms a chunk).
-            report = await augment_chunk(quote(chunk), part, prompt, plan, prices, rank=index)
+            report = await augment_chunk(quote(chunk), part, prompt, plan, prices, rank=index,
+                                         resume=settings.use_cache)
         done += 1
         await aupdate_progress_artifact(await progress, 100.0 * done / len(chunks))
         return report

@@ -53,8 +53,11 @@ async def open_model(template: PromptTemplate, settings: ProcessSettings) -> Mod
 
 @task(name="augment-chunk", cache_policy=NO_CACHE)
 async def augment_chunk(records: list[dict[str, Any]], part: str, template: PromptTemplate,
-                        plan: ModelPlan, prices: PriceTable, rank: int = 0) -> dict[str, Any]:
-    done = read_frame(part) if exists(part) else None  # by an earlier run of these records and template
+                        plan: ModelPlan, prices: PriceTable, rank: int = 0,
+                        resume: bool = True) -> dict[str, Any]:
+    """Augment RECORDS into PART; RESUME (unless --no-cache) keeps what an earlier run of the same
+    records and template wrote there, and asks only for the records it has no answer for."""
+    done = read_frame(part) if resume and exists(part) else None
     # Without a model now, a part is resumed whole: its records could only be skipped again.
     todo = records if done is None else unanswered(done, records) if plan.caller else []
     progress.advance(len(records) - len(todo))

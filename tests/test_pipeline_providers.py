@@ -48,6 +48,10 @@ def test_a_rerun_is_answered_from_the_cache(llm, tmp_path: Path) -> None:
     assert calls == 6 and llm.total_requests == 6, "a rerun sent requests again"
     assert second["provider_calls"]["cache_hits"] == 6 and second["cost_usd"] == 0
     assert first["exported"] == second["exported"] == 6
+    # --no-cache asks again, even into an --out whose finished parts hold every answer.
+    third = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "b", id_column="company_id",
+                         settings=ProcessSettings(use_cache=False)).result()
+    assert third["provider_calls"]["answered"] == 6 and llm.total_requests == 12 and third["cost_usd"] > 0
 
 
 def test_an_answer_that_is_not_json_is_repaired_once(llm, tmp_path: Path) -> None:
