@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +45,19 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
                         cache_system=template.static_system)
 
 
-def chunk_fingerprint(template: PromptTemplate, ids: list[str]) -> str:
-    """Names a chunk's checkpoint: same template, model and records give the same part file."""
-    basis = "\n".join([template.provider, template.model, template.version, *ids])
-    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+def chunk_fingerprint(template: PromptTemplate, records: list[dict[str, Any]]) -> str:
+    """Names a chunk's checkpoint: the same template, model and records give the same part file.
+
+    Records count with every value, not only their ids: a record edited since, or another file's
+    record under the same id, must not be resumed with an answer about something else."""
+    digest = hashlib.sha256("\n".join([template.provider, template.model, template.version]).encode())
+    digest.update(json.dumps(records, sort_keys=True, default=_as_json, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def _as_json(value: Any) -> Any:
+    # A list read back from Parquet is a numpy array, whose str() elides the middle of a long one.
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 async def augment_records(records: list[dict[str, Any]], template: PromptTemplate,

@@ -12,7 +12,6 @@ from augment_it.layout import RunLayout
 from augment_it.pricing import PriceTable
 from augment_it.processing import chunk_fingerprint
 from augment_it.providers import import_keyed_sdks_in_background
-from augment_it.records import ID
 from augment_it.settings import ProcessSettings
 from tasks.failures import aoutcome, fails_cleanly
 from tasks.process import (
@@ -49,7 +48,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
 
     async def run_chunk(index: int, chunk: list[dict[str, Any]]) -> dict[str, Any]:
         nonlocal done
-        part = layout.process_part(index, chunk_fingerprint(prompt, [r[ID] for r in chunk]))
+        part = layout.process_part(index, chunk_fingerprint(prompt, chunk))
         async with window:
             # quote: Prefect need not walk 500 records looking for futures (60 ms a chunk).
             report = await augment_chunk(quote(chunk), part, prompt, plan, prices, rank=index,

@@ -145,6 +145,20 @@ def test_without_a_key_the_ai_step_is_skipped_and_says_how_to_enable_it(tmp_path
     assert json.loads((tmp_path / "summary.json").read_text())["exported"] == 6
 
 
+def test_a_record_edited_since_the_last_run_is_asked_again_not_resumed(llm, tmp_path: Path) -> None:
+    """Every run goes to ./out unless told otherwise; a part was found by the records' ids, so an
+    edited record came back with the answer (and the text) of its old version."""
+    source = tmp_path / "companies.csv"
+    source.write_text(COMPANIES.read_text())
+    run_pipeline(source, TEMPLATE, tmp_path / "out", id_column="company_id").result()
+    source.write_text(COMPANIES.read_text().replace("warehouse robots", "delivery drones"))
+    summary = run_pipeline(source, TEMPLATE, tmp_path / "out", id_column="company_id").result()
+    assert summary["provider_calls"]["answered"] == 1 and summary["provider_calls"]["cache_hits"] == 5
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert "delivery drones" in exported.loc["c001", "description"]
+    assert exported["_cached"].to_dict() == {i: i != "c001" for i in exported.index}  # c001 answered anew
+
+
 def test_a_rerun_with_a_key_into_the_same_out_asks_the_model(llm, tmp_path: Path, monkeypatch) -> None:
     """The demo runs without a key; rerun with one, it resumed the finished part and asked nothing."""
     monkeypatch.delenv("OPENAI_API_KEY")
