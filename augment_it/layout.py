@@ -82,6 +82,15 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def remove_others(folder: str, keep: list[str]) -> None:
+    """Delete the files in FOLDER other than those named in KEEP (URLs, as RunLayout makes them)."""
+    fs, path = filesystem(folder)
+    kept = {filesystem(url)[1] for url in keep}
+    for name in fs.ls(path, detail=False) if fs.exists(path) else []:
+        if name not in kept:
+            fs.rm(name)
+
+
 def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
     """Write a whole file atomically (temp name, then rename) so a rerun replaces, never appends."""
     fs, path = filesystem(url)

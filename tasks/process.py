@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from augment_it import progress
-from augment_it.layout import RunLayout, exists, read_frame, write_frame, write_json
+from augment_it.layout import RunLayout, exists, read_frame, remove_others, write_frame, write_json
 from augment_it.pricing import PriceTable
 from augment_it.processing import ModelPlan, apply_overrides, augment_records, open_plan
 from augment_it.records import AI_STATUS, ID, records_frame
@@ -134,5 +134,8 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
         "resumed_chunks": sum(1 for c in chunks if c["resumed"]),
         "calls": calls,
     }
-    write_json(report, RunLayout(out).process_report)
+    layout = RunLayout(out)
+    write_json(report, layout.process_report)
+    # Parts this run did not resume (records since edited, another template) would never be read.
+    remove_others(layout.process_parts, report["parts"])
     return report

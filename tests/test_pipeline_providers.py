@@ -156,6 +156,7 @@ def test_a_record_edited_since_the_last_run_is_asked_again_not_resumed(llm, tmp_
     assert summary["provider_calls"]["answered"] == 1 and summary["provider_calls"]["cache_hits"] == 5
     exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
     assert "delivery drones" in exported.loc["c001", "description"]
+    assert len(list((tmp_path / "out" / ".augment" / "process" / "parts").iterdir())) == 1  # the old one went
     assert exported["_cached"].to_dict() == {i: i != "c001" for i in exported.index}  # c001 answered anew
 
 
