@@ -49,11 +49,6 @@ class CallStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-# Refusals that hold for every request of a run, whatever its record: a key the provider does not
-# accept (401), a model or endpoint that does not exist (404). Sending the rest would only repeat them.
-RUN_WIDE_REFUSALS = frozenset({401, 404})
-
-
 # Which chunk a call belongs to; a freed slot goes to the earliest chunk. Chunks then finish (and
 # checkpoint) in order, and the next chunk takes each slot as soon as the one before it has no
 # prompt left to send, instead of both draining at once and leaving slots empty in between.
@@ -112,7 +107,7 @@ class ModelCaller:
         self._requests = _paced(policy.rpm) if policy.rpm else None
         self._tokens = _paced(policy.tpm) if policy.tpm else None
         self._prompt_cache_writes: dict[tuple[str, str], asyncio.Event] = {}
-        self._refused: ProviderError | None = None  # the first run-wide refusal
+        self._refused: ProviderError | None = None  # the first answer every call would get
         self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
                                                 jitter=policy.backoff_initial)
 
@@ -132,7 +127,8 @@ class ModelCaller:
         if self._refused is not None:
             self.stats.not_sent += 1
             raise ProviderError(f"not sent: an earlier call was refused, as every call of this run would be "
-                                f"({self._refused})", retryable=False, status=self._refused.status)
+                                f"({self._refused})", retryable=False, status=self._refused.status,
+                                run_wide=True)
         retrying = AsyncRetrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(_retryable), reraise=True)
         async for attempt in retrying:
@@ -186,7 +182,7 @@ class ModelCaller:
                 self._count(str(exc.status or "connection"))
                 if exc.status == 429:
                     self.stats.rate_limited += 1
-                if exc.status in RUN_WIDE_REFUSALS and self._refused is None:
+                if exc.run_wide and self._refused is None:  # sending the rest would only repeat it
                     self._refused = exc
                 raise
             self.stats.answered += 1

@@ -77,7 +77,8 @@ def test_after_a_refusal_every_call_would_get_the_rest_are_not_sent(tmp_path) ->
     """A 404 (no such model) or 401 (key refused) answers every request of the run alike."""
     cache = AnswerCache(tmp_path / "a.sqlite")
     cache.put(request("known").key(), "queued", "m", ModelReply("cached answer", 1, 1))
-    gone = ProviderError("queued: HTTP 404: The model `m` does not exist", retryable=False, status=404)
+    gone = ProviderError("queued: HTTP 404: The model `m` does not exist", retryable=False, status=404,
+                         run_wide=True)
     caller = ModelCaller(QueuedProvider(gone, "never sent"), FAST, cache)
 
     async def run() -> list[object]:
@@ -282,15 +283,21 @@ def test_a_404_names_the_url_it_came_from(provider: str, base: str, called: str,
 def test_an_exhausted_quota_is_not_retried(llm) -> None:
     llm.configure(out_of_quota=True)
 
-    async def run() -> None:
+    async def run() -> list[BaseException]:
         caller = ModelCaller(make_provider("openai", timeout=5), FAST)
+        refused = []
         try:
-            await caller.call(request())
+            for prompt in ("a", "b"):
+                with pytest.raises(ProviderError) as caught:
+                    await caller.call(request(prompt))
+                refused.append(caught.value)
         finally:
             await caller.close()
+        return refused
 
-    with pytest.raises(ProviderError, match="HTTP 429: You exceeded your current quota"):
-        asyncio.run(run())
+    first, second = asyncio.run(run())
+    assert str(first).startswith("openai: HTTP 429: You exceeded your current quota")
+    assert str(second).startswith("not sent: an earlier call was refused")  # as every call would be
     assert llm.total_requests == 1
 
 

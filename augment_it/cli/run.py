@@ -115,8 +115,8 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
             f"({calls.get('rate_limited', 0)} rate-limited); errors: {calls.get('errors') or 'none'}",
             markup=False)  # errors quote the provider's text
         if not_sent := calls.get("not_sent"):
-            console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key or the "
-                          "model, as it would every call; failed.* says why, and a rerun sends them")
+            console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key, the model "
+                          "or the quota, as it would every call; a rerun sends them")
     for reason, count in summary.get("failure_reasons", {}).items():
         console.print(f"  failed {count}x: {reason[:300]}", markup=False)
     console.print(f"files: {', '.join(summary['files'].values())} and {out}/summary.json", markup=False)

@@ -113,14 +113,16 @@ def token_part(usage: object, *path: str) -> int:
 
 
 class ProviderError(Exception):
-    """A call that failed; `retryable` says whether trying again may succeed."""
+    """A call that failed; `retryable` says whether trying again may succeed, `run_wide` whether
+    every other call of the run would get the same answer, whatever its record."""
 
     def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, run_wide: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.run_wide = run_wide
 
 
 def answer_object(data: object, provider: str, answer_field: str) -> dict[str, Any]:
@@ -170,14 +172,17 @@ def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderEr
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         # An exhausted quota or billing limit also comes as 429, but waiting does not lift it.
-        retryable = (status in (408, 409, 425, 429) or status >= 500) and not _out_of_quota(exc)
+        out_of_quota = _out_of_quota(exc)
+        retryable = (status in (408, 409, 425, 429) or status >= 500) and not out_of_quota
         wait = retry_after(exc.response.headers) if retryable else None
         if wait is None and status == 429:
             wait = rate_limit_reset(exc.response.headers)
         # A base URL missing its /v1 (or with one too many) is answered 404 with a bare "Not Found".
         where = f" from {_endpoint(exc.response.request.url)}" if status == 404 else ""
         return ProviderError(f"{provider}: HTTP {status}{where}: {_error_message(exc)}", retryable=retryable,
-                             retry_after=wait, status=status)
+                             retry_after=wait, status=status,
+                             # A refused key, an unknown model or endpoint, an empty account.
+                             run_wide=status in (401, 404) or out_of_quota)
     if isinstance(exc, ValueError):  # a 200 whose JSON body is cut short or empty
         return ProviderError(f"{provider}: the answer is not valid JSON: {exc}", retryable=True)
     return ProviderError(f"{provider}: {exc}", retryable=True)  # e.g. an answer of unexpected shape
