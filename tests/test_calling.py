@@ -280,11 +280,14 @@ def test_a_404_names_the_url_it_came_from(provider: str, base: str, called: str,
         asyncio.run(run())
 
 
-def test_an_exhausted_quota_is_not_retried(llm) -> None:
+@pytest.mark.parametrize(("provider", "said"), [
+    ("openai", "HTTP 429: You exceeded your current quota"),
+    ("anthropic", "HTTP 400: Your credit balance is too low")])
+def test_an_exhausted_quota_is_not_retried_nor_asked_again(provider: str, said: str, llm) -> None:
     llm.configure(out_of_quota=True)
 
     async def run() -> list[BaseException]:
-        caller = ModelCaller(make_provider("openai", timeout=5), FAST)
+        caller = ModelCaller(make_provider(provider, timeout=5), FAST)
         refused = []
         try:
             for prompt in ("a", "b"):
@@ -296,7 +299,7 @@ def test_an_exhausted_quota_is_not_retried(llm) -> None:
         return refused
 
     first, second = asyncio.run(run())
-    assert str(first).startswith("openai: HTTP 429: You exceeded your current quota")
+    assert str(first).startswith(f"{provider}: {said}")
     assert str(second).startswith("not sent: an earlier call was refused")  # as every call would be
     assert llm.total_requests == 1
 

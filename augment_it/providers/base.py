@@ -195,9 +195,14 @@ def _endpoint(url: Any) -> str:
 
 
 def _out_of_quota(exc: Any) -> bool:
+    """Whether the account has no credit left: OpenAI's 429 insufficient_quota, or Anthropic's 400
+    whose only mark is its message ("Your credit balance is too low to access the Anthropic API")."""
     body = getattr(exc, "body", None)
     error = body.get("error", body) if isinstance(body, dict) else None
-    return isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type"))
+    if not isinstance(error, dict):
+        return False
+    return "insufficient_quota" in (error.get("code"), error.get("type")) or \
+        "credit balance is too low" in str(error.get("message", "")).lower()
 
 
 def _error_message(exc: Any) -> str:
