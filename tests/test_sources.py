@@ -222,6 +222,10 @@ def test_csv_delimiter_is_sniffed_from_the_header(tmp_path: Path) -> None:
     assert read(tmp_path / "c.csv").records[0]["name"] == "a;b;c"
     (tmp_path / "t.tsv").write_text("id\tname;x\n1\ta,b\n")
     assert read(tmp_path / "t.tsv").records[0]["name;x"] == "a,b"
+    # Excel's `sep=` line names the delimiter; the rows keep their line numbers in the file.
+    (tmp_path / "excel.csv").write_bytes("\ufeffsep=;\r\nid;name,legal\r\n1;Acme, Inc.\r\n".encode())
+    records = read(tmp_path / "excel.csv").records
+    assert [(r["id"], r["name,legal"], r[SOURCE]) for r in records] == [("1", "Acme, Inc.", "excel.csv:3")]
 
 
 def test_empty_trailing_columns_are_dropped_and_filled_ones_refused() -> None:

@@ -51,12 +51,14 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
+def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0) -> SourceRead:
     read = SourceRead()
     # A field cannot be longer than the file, so this limit never cuts a field (the default 128 KiB
     # would), and it is only ever raised.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     lines = _Lines(text)
+    for _ in range(skip_lines):
+        next(lines)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
@@ -117,7 +119,13 @@ def _read_delimited(text: str, name: str, delimiter: str) -> SourceRead:
     return read
 
 
+# Excel's first line naming the delimiter (written by some exports, honoured by Excel itself).
+_SEP_LINE = re.compile(r'"?sep=(.)"?\r?(?:\n|$)')
+
+
 def read_csv(text: str, name: str) -> SourceRead:
+    if hint := _SEP_LINE.match(text):
+        return _read_delimited(text, name, hint.group(1), skip_lines=1)
     return _read_delimited(text, name, _sniff_delimiter(text))
 
 
