@@ -108,8 +108,8 @@ def test_an_empty_answer_is_asked_again_once_then_fails_that_record(provider: st
     assert len(repair) == 1 and "JSON" not in json.dumps(repair[0]["body"]), "a plain answer is no JSON"
 
 
-def test_a_refused_key_fails_every_record_after_one_call_and_a_rerun_sends_them(llm, tmp_path: Path,
-                                                                               monkeypatch) -> None:
+def test_a_refused_key_fails_every_record_after_one_call_and_a_rerun_sends_them(
+        llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     llm.configure(api_key="sk-right")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key")
     settings = ProcessSettings(call={"concurrency": 1})
@@ -160,7 +160,8 @@ def test_a_record_edited_since_the_last_run_is_asked_again_not_resumed(llm, tmp_
     assert exported["_cached"].to_dict() == {i: i != "c001" for i in exported.index}  # c001 answered anew
 
 
-def test_a_rerun_with_a_key_into_the_same_out_asks_the_model(llm, tmp_path: Path, monkeypatch) -> None:
+def test_a_rerun_with_a_key_into_the_same_out_asks_the_model(llm, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo runs without a key; rerun with one, it resumed the finished part and asked nothing."""
     monkeypatch.delenv("OPENAI_API_KEY")
     for _ in range(2):  # the second resumes the part as it is: nothing to ask without a key

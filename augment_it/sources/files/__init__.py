@@ -1,9 +1,10 @@
 """File sources: CSV, TSV, JSON, JSONL, YAML, Markdown folders, Parquet.
 
 - CSV: comma-separated unless the header line has no comma outside quotes and does have `;`, a
-  tab or `|`, which is then the delimiter; a first line `sep=;` (Excel's) names it outright. Trailing unnamed header columns (Excel's `id,name,`)
-  are dropped when every row leaves them empty. A row the csv module cannot parse is rejected
-  with its line number and reading goes on with the next line.
+  tab or `|`, which is then the delimiter; a first line `sep=;` (Excel's) names it outright.
+  Trailing unnamed header columns (Excel's `id,name,`) are dropped when every row leaves them
+  empty. A row the csv module cannot parse is rejected with its line number and reading goes on
+  with the next line.
 - JSON: an array of objects; an object holding exactly one list of objects (`{"records": […]}`,
   `{"data": […], "total": 2}`) is unwrapped to those objects, its other keys are ignored; any
   other object is one record.
