@@ -45,7 +45,11 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "records_without_usage": usage.get("records_without_usage", 0),  # not in tokens or cost
         "provider_calls": process_report.get("calls", {}),
         "ai": process_report.get("ai", {}),
-        # The commonest reasons records failed (reasons that quote an answer differ per record).
+        # Why records went wrong, to read without opening a Parquet file: the commonest reasons
+        # records failed (reasons that quote an answer differ per record), and the first
+        # quarantined ones (each names its own row).
         "failure_reasons": outcomes["failed"][REASON].value_counts().head(3).to_dict()
         if counts["failed"] else {},
+        "quarantine_reasons": outcomes["quarantined"][REASON].head(3).tolist()
+        if counts["quarantined"] else [],
     }

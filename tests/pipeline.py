@@ -71,16 +71,19 @@ async def resume(run_id: UUID, decision: dict[str, Any]) -> None:
         assert result.status.value == "ACCEPT", result.details
 
 
-def outcome_ids(out: Path, fmt: str = "parquet") -> dict[str, list[str]]:
-    """Ids in each outcome file."""
+def outcome_frames(out: Path, fmt: str = "parquet") -> dict[str, pd.DataFrame]:
+    """Each outcome file, read back."""
     readers = {"parquet": pd.read_parquet, "csv": lambda p: pd.read_csv(p, dtype=str),
                "jsonl": lambda p: pd.read_json(p, lines=True, dtype=False)}
-    ids = {}
+    frames = {}
     for name in OUTCOME_FILES:
         path = out / f"{name}.{fmt}"
-        frame = readers[fmt](path) if path.stat().st_size else pd.DataFrame()
-        ids[name] = [str(i) for i in frame["_id"]] if "_id" in frame.columns else []
-    return ids
+        frames[name] = readers[fmt](path) if path.stat().st_size else pd.DataFrame()
+    return frames
+
+
+def frame_ids(frame: pd.DataFrame) -> list[str]:
+    return [str(i) for i in frame["_id"]] if "_id" in frame.columns else []
 
 
 def assert_every_record_once(out: Path, summary: dict[str, Any],
@@ -89,7 +92,8 @@ def assert_every_record_once(out: Path, summary: dict[str, Any],
 
     (Records sharing a duplicate id are all quarantined, so an id may repeat within that file.)
     """
-    ids = outcome_ids(out, fmt)
+    frames = outcome_frames(out, fmt)
+    ids = {name: frame_ids(frame) for name, frame in frames.items()}
     every = [i for name in OUTCOME_FILES for i in ids[name]]
     assert summary["collected"] == len(every) == sum(
         summary[k] for k in ("exported", "rejected", "quarantined", "failed"))
@@ -97,4 +101,9 @@ def assert_every_record_once(out: Path, summary: dict[str, Any],
     for index, name in enumerate(OUTCOME_FILES):
         for other in OUTCOME_FILES[index + 1:]:
             assert not set(ids[name]) & set(ids[other]), f"ids in both {name} and {other}"
+    # The summary's reasons are those of the files.
+    failed, quarantined = (frames[name].get("_reason", pd.Series(dtype=object))
+                           for name in ("failed", "quarantined"))
+    assert summary["failure_reasons"] == failed.value_counts().head(3).to_dict()
+    assert summary["quarantine_reasons"] == quarantined.head(3).tolist()
     return ids

@@ -119,6 +119,10 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
                           "or the quota, as it would every call; a rerun sends them")
     for reason, count in summary.get("failure_reasons", {}).items():
         console.print(f"  failed {count}x: {reason[:300]}", markup=False)
+    for reason in summary.get("quarantine_reasons", []):
+        console.print(f"  quarantined: {reason[:300]}", markup=False)
+    if (more := summary["quarantined"] - len(summary.get("quarantine_reasons", []))) > 0:
+        console.print(f"  ({more} more quarantined, each with its reason)")
     console.print(f"files: {', '.join(summary['files'].values())} and {out}/summary.json", markup=False)
     if destination := summary.get("destination"):
         console.print(f"written to {escape(destination['uri'])}: {destination['updated']} updated, "
