@@ -25,6 +25,21 @@ def split_outcomes(processed: pd.DataFrame, reviewed: pd.DataFrame,
     }
 
 
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as the run's markdown artifact: counts, review, and why records went wrong."""
+    lines = ["# Export", "", "| outcome | records |", "|---|---|"]
+    counted = ("collected", "quarantined", "failed", "rejected", "exported")
+    lines += [f"| {k} | {summary[k]} |" for k in counted]
+    lines += ["", "Review: **{status}** ({comment})".format(**summary["review"])]
+    why = [f"- failed {count}x: `{_code(reason)}`" for reason, count in summary["failure_reasons"].items()]
+    why += [f"- quarantined: `{_code(reason)}`" for reason in summary["quarantine_reasons"]]
+    return "\n".join([*lines, *(["", "## Why", "", *why] if why else [])])
+
+
+def _code(text: str) -> str:
+    return text[:300].replace("`", "'").replace("\n", " ")
+
+
 def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
               process_report: dict[str, Any]) -> dict[str, Any]:
     counts = {name: len(frame) for name, frame in outcomes.items()}

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
 from augment_it.enrichers import ENRICHED_FIELDS
-from augment_it.export import OUTCOMES, split_outcomes, summarize
+from augment_it.export import OUTCOMES, split_outcomes, summarize, summary_markdown
 from augment_it.layout import RunLayout, read_frame, read_json, write_frame, write_json, write_text
 from augment_it.review import ReviewDecision, apply_decision, review_report
 from augment_it.sinks import open_sink
@@ -52,13 +52,8 @@ async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: 
     summary["files"] = {name: layout.export(name, fmt) for name in OUTCOMES}
     summary["review"] = review_report(ReviewDecision.model_validate(read_json(layout.decision)))
     write_json(summary, layout.summary)
-    await acreate_markdown_artifact(
-        key="export-summary", description="What the run exported",
-        markdown="\n".join(["# Export", "", "| outcome | records |", "|---|---|"]
-                           + [f"| {k} | {summary[k]} |" for k in
-                              ("collected", "quarantined", "failed", "rejected", "exported")]
-                           + ["", "Review: **{status}** ({comment})".format(**summary["review"])]),
-    )
+    await acreate_markdown_artifact(key="export-summary", description="What the run exported",
+                                    markdown=summary_markdown(summary))
     return summary
 
 

@@ -202,4 +202,6 @@ def test_a_reviewer_rejects_one_record_and_edits_another_in_the_prefect_ui(
     browser.get(f"{ui}/artifacts/artifact/{artifact['id']}")
     WebDriverWait(browser, 60).until(expected_conditions.visibility_of_element_located(
         (By.XPATH, "//*[contains(., 'Review:') and contains(., 'c005 is too vague')]")))
+    WebDriverWait(browser, 10).until(expected_conditions.visibility_of_element_located(  # and why
+        (By.XPATH, "//li[contains(., \"field 'employees' = 'many' is not a valid integer\")]")))
     browser.save_screenshot(str(ARTIFACTS / "export-summary.png"))
