@@ -235,6 +235,13 @@ def test_an_answer_body_cut_short_is_retried_not_fatal(provider: str, llm) -> No
     assert llm.total_requests > 20  # some bodies were cut and asked again
 
 
+@pytest.mark.parametrize("provider", ["openai", "groq"])
+def test_an_answer_whose_content_is_a_list_of_parts_is_read(provider: str, llm) -> None:
+    """Some OpenAI-compatible servers send `content` as typed parts; it used to crash the chunk."""
+    llm.configure(content_as_parts=True)
+    assert [r.text for r in answers_to_twenty_prompts(provider)] == [f"Answer to: p{i}" for i in range(20)]
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
 def test_an_answer_cut_off_at_max_tokens_says_so_and_is_not_cached(provider: str, llm, tmp_path) -> None:
     async def run() -> ModelReply:

@@ -80,7 +80,8 @@ class OpenAIChat:
         choice = (answer["choices"] or [{}])[0] or {}
         message = choice.get("message") or {}
         usage = answer.get("usage")
-        return ModelReply(text=message.get("content") or "", input_tokens=token_count(usage, "prompt_tokens"),
+        return ModelReply(text=_text(message.get("content")),
+                          input_tokens=token_count(usage, "prompt_tokens"),
                           output_tokens=token_count(usage, "completion_tokens"),
                           # prompt_tokens includes these; OpenAI and Groq bill them at a discount.
                           cached_input_tokens=token_part(usage, "prompt_tokens_details", "cached_tokens"),
@@ -91,3 +92,12 @@ class OpenAIChat:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _text(content: object) -> str:
+    """The answer's text: a string (or null), or a list of typed parts, as some OpenAI-compatible
+    servers send it (Mistral's: text beside `thinking` parts)."""
+    if isinstance(content, list):
+        return "".join(part.get("text") or "" for part in content
+                       if isinstance(part, dict) and part.get("type") == "text")
+    return content if isinstance(content, str) else ""

@@ -119,6 +119,9 @@ class StandinConfig:
     hang_seconds: float = 30.0
     retry_after: float = 1.0  # seconds advertised by injected 429s (retry-after-ms exact)
     api_key: str | None = None  # the only key accepted (any other is answered 401); None: any
+    # Chat answers whose `content` is a list of typed parts, as some OpenAI-compatible servers
+    # (Mistral's, for one) send it, instead of a string.
+    content_as_parts: bool = False
     seed: int | None = 0  # seeds the fault generator; applied at start, reset() and configure()
 
 
@@ -997,7 +1000,9 @@ class StandinServer:
             "created": int(time.time()),
             "model": body["model"],
             "choices": [{"index": 0,
-                         "message": {"role": "assistant", "content": content, "refusal": None},
+                         "message": {"role": "assistant", "refusal": None,
+                                     "content": [{"type": "text", "text": content}]
+                                     if self.config.content_as_parts else content},
                          "logprobs": None, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens,
@@ -1090,6 +1095,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hang-seconds", dest="hang_seconds", type=float, default=30.0)
     parser.add_argument("--retry-after", dest="retry_after", type=float, default=1.0)
     parser.add_argument("--api-key", dest="api_key", default=None)
+    parser.add_argument("--content-as-parts", dest="content_as_parts", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
