@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,11 @@ from augment_it.enrichers import ENRICHED_FIELDS, enrich, language_model_ready, 
 from augment_it.pricing import PriceTable
 from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelReply, ModelRequest, ProviderError
-from augment_it.records import AI_STATUS, RAW_ANSWER, REASON, is_system
+from augment_it.records import AI_STATUS, ID, RAW_ANSWER, REASON, is_system
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate, RenderError, TemplateError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,11 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
     if plan.caller is None:
         out[AI_STATUS], out[REASON] = "skipped", plan.skip_reason
     else:
-        await _ask_model(out, record, template, plan.caller, prices)
+        try:
+            await _ask_model(out, record, template, plan.caller, prices)
+        except Exception as exc:  # a bug, or an answer shaped as nobody foresaw: the record's, not the run's
+            logger.exception("record %s failed unexpectedly", record.get(ID))
+            out[AI_STATUS], out[REASON] = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
     await language_model_ready()  # enrich would block the event loop until it has loaded
     out.update(enrich(out, input_fields, out[AI_STATUS]))
     progress.advance()

@@ -99,6 +99,26 @@ def test_after_a_refusal_every_call_would_get_the_rest_are_not_sent(tmp_path) ->
     assert (caller.stats.sent, caller.stats.not_sent, caller.stats.cache_hits) == (1, 2, 1)
 
 
+def test_an_unforeseen_error_fails_its_record_not_the_chunk() -> None:
+    from augment_it.pricing import PriceTable
+    from augment_it.processing import ModelPlan, augment_records
+    from augment_it.templates import parse_template
+
+    class OddAnswers(QueuedProvider):
+        async def send(self, request: ModelRequest) -> ModelReply:
+            if "odd" in request.prompt:
+                return ModelReply(None, 1, 1)  # type: ignore[arg-type]  # no text at all
+            return await super().send(request)
+
+    template = parse_template("name: t\nmodel: m\nprompt: 'About {{ name }}'")
+    plan = ModelPlan(ModelCaller(OddAnswers("fine answer", "fine answer"), FAST))
+    records = [{"_id": str(i), "name": name} for i, name in enumerate(["a", "odd", "b"])]
+    out = asyncio.run(augment_records(records, template, plan, PriceTable()))
+    assert [(r["_ai_status"], r["t"]) for r in out] == [("ok", "fine answer"), ("failed", None),
+                                                        ("ok", "fine answer")]
+    assert out[1]["_reason"] == "unexpected error: AttributeError: 'NoneType' object has no attribute 'strip'"
+
+
 def test_attempts_are_bounded() -> None:
     provider = QueuedProvider(*[ProviderError("500", retryable=True)] * 3, "late")
     caller = ModelCaller(provider, FAST.model_copy(update={"max_attempts": 3}))
