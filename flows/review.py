@@ -55,11 +55,16 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         decision = await decide_automatically(frame, approve_above)
     else:
         run_id = str(get_run_context().flow_run.id)
-        request = await request_review(out, frame, run_id, PREFECT_API_URL.value(), approve_above,
+        async with get_client() as client:  # PREFECT_API_URL, or the temporary server of this run
+            api_url = str(client.api_url).rstrip("/")
+        request = await request_review(out, frame, run_id, api_url, approve_above,
                                        timeout_seconds, timeout_outcome)
         summary = await publish_review_packet(frame, request)
+        # A run started without PREFECT_API_URL reports to a temporary server that only it knows.
+        shell = "" if PREFECT_API_URL.value() else f"export PREFECT_API_URL={api_url}, then "
         print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
-              f"Prefect UI, or `augment review show {run_id}` then "
+              f"Prefect UI at {api_url.removesuffix('/api')}, or from a shell {shell}"
+              f"`augment review show {run_id}` and "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
         given = await ask_reviewer(frame, summary, timeout_seconds)
         decision = human_decision(given, request) if given else expired_decision(request)

@@ -102,3 +102,50 @@ def test_reject_and_refusals_name_the_problem(tmp_path: Path) -> None:
     assert finished.exit_code == 2 and "is not waiting for review (state: Completed)" in finished.output
     unknown = runner.invoke(app, ["review", "show", "00000000-0000-0000-0000-000000000000"])
     assert unknown.exit_code == 2 and "no flow run" in unknown.output
+
+
+def test_without_a_reachable_server_the_commands_say_so() -> None:
+    """Without PREFECT_API_URL, Prefect would start a temporary server that knows no run."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        unset = runner.invoke(app, ["review", "list"])
+    assert unset.exit_code == 2 and "PREFECT_API_URL is not set" in unset.output
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        down = runner.invoke(app, ["review", "list"])
+    assert down.exit_code == 2 and "cannot reach the Prefect server at http://127.0.0.1:9/api" in down.output
+
+
+@pytest.mark.slow
+def test_a_run_on_its_temporary_server_can_be_reviewed_from_another_shell(tmp_path: Path) -> None:
+    """A run started without PREFECT_API_URL says where its temporary server is, and records it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO")  # INFO: its prints
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "augment_it.cli.main"]
+    run = subprocess.Popen([*command, "run", str(COMPANIES), "-t", str(TEMPLATE), "--id-column", "company_id",
+                            "--provider", "none", "--review", "cli", "--out", str(out)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pending = out / ".augment" / "review" / "pending.json"
+        deadline = time.time() + 120
+        while not pending.exists():
+            assert run.poll() is None and time.time() < deadline, "the run ended before its review"
+            time.sleep(0.2)
+        request = json.loads(pending.read_text())
+        assert request["api_url"].startswith("http://127.0.0.1:")
+        approve = subprocess.run([*command, "review", "approve", request["flow_run_id"], "--reviewer", "Ada"],
+                                 env={**env, "PREFECT_API_URL": request["api_url"]}, capture_output=True,
+                                 text=True, timeout=120)
+        assert approve.returncode == 0, approve.stdout + approve.stderr
+        printed, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 0, printed[-2000:]
+    assert f"export PREFECT_API_URL={request['api_url']}, then `augment review show" in printed
+    assert json.loads((out / "summary.json").read_text())["exported"] == 6
+

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
 from augment_it.errors import UserInputError
 from augment_it.review import ReviewInput
@@ -55,6 +58,24 @@ class ReviewRun:
         return ((now or datetime.now(UTC)) - self.since).total_seconds()
 
 
+@asynccontextmanager
+async def _prefect() -> AsyncIterator[PrefectClient]:
+    """A client of the server at PREFECT_API_URL. Without one, Prefect would start a temporary
+    server of its own, which knows no run: "no runs are waiting" would be the wrong answer."""
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise ReviewClientError(
+            "PREFECT_API_URL is not set, so there is no Prefect server to ask: set it to the server "
+            "the run reports to (a run started without it prints the address of its temporary "
+            "server when it pauses for review)")
+    try:
+        async with get_client() as client:
+            yield client
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ReviewClientError(f"cannot reach the Prefect server at {url}: {reason}") from None
+
+
 def _review_run(run: FlowRun) -> ReviewRun:
     state = run.state
     return ReviewRun(id=str(run.id), name=run.name, state=state.name if state else "unknown",
@@ -64,7 +85,7 @@ def _review_run(run: FlowRun) -> ReviewRun:
 
 async def paused_reviews() -> list[ReviewRun]:
     """Review runs waiting for a decision, oldest first."""
-    async with get_client() as client:
+    async with _prefect() as client:
         runs = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
@@ -75,13 +96,13 @@ async def paused_reviews() -> list[ReviewRun]:
 
 
 async def read_review_run(run_id: str) -> ReviewRun:
-    async with get_client() as client:
+    async with _prefect() as client:
         return _review_run(await _read_review(client, run_id))
 
 
 async def submit(run_id: str, given: ReviewInput, schema_wait: float = SCHEMA_WAIT) -> None:
     """Resume the paused run with the decision; raise with the server's reason if it is refused."""
-    async with get_client() as client:
+    async with _prefect() as client:
         run = await _read_review(client, run_id)
         if run.state is None or not run.state.is_paused():
             state = run.state.name if run.state else "unknown"
