@@ -61,10 +61,11 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
                                        timeout_seconds, timeout_outcome)
         summary = await publish_review_packet(frame, request)
         # A run started without PREFECT_API_URL reports to a temporary server that only it knows.
-        shell = "" if PREFECT_API_URL.value() else f"export PREFECT_API_URL={api_url}, then "
+        ui, shell = ("", "") if PREFECT_API_URL.value() else (
+            f" at {api_url.removesuffix('/api')} (this run's temporary server)",
+            f"export PREFECT_API_URL={api_url}, then ")
         print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
-              f"Prefect UI at {api_url.removesuffix('/api')}, or from a shell {shell}"
-              f"`augment review show {run_id}` and "
+              f"Prefect UI{ui}, or from a shell {shell}`augment review show {run_id}` and "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
         given = await ask_reviewer(frame, summary, timeout_seconds)
         decision = human_decision(given, request) if given else expired_decision(request)
