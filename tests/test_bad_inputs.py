@@ -91,6 +91,24 @@ def test_cli_refuses_a_parameter_the_chosen_provider_would_refuse_before_any_flo
     assert not (tmp_path / "out").exists(), "a flow ran before the template was checked"
 
 
+@pytest.mark.parametrize(("destination", "message"), [
+    ("mongodb://crm/companies", "cannot write to 'mongodb://crm/companies': destinations are airtable://"),
+    ("airtable://appXXXXXXXXXXXXXX/Companies", "api_key (AIRTABLE_API_KEY)"),
+])
+def test_cli_refuses_a_destination_it_could_not_write_before_any_flow(
+        destination: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to be found out at export, after the model was paid and the reviewer had decided."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    monkeypatch.delenv("AIRTABLE_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t", str(TEMPLATE),
+                                      "--to", destination, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists(), "a flow ran before the destination was checked"
+
+
 @pytest.mark.parametrize(("prices", "message"), [
     ("gpt-4o-mini: {input: 0.15, output: 0.60, cached-input: 0.07}\n",
      "model 'gpt-4o-mini': cached-input: Extra inputs are not permitted"),  # a typo does not vanish

@@ -20,6 +20,7 @@ from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
+from augment_it.sinks import open_sink
 from augment_it.sources import open_source
 from augment_it.sources.web import web_source_uri
 from augment_it.templates import load_template
@@ -56,7 +57,7 @@ def run(
         provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
         call=CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
     )
-    check_inputs(source, template, settings)
+    check_inputs(source, template, settings, to)
     from flows.pipeline import augment_pipeline
 
     with ProgressBar(console) as bar:
@@ -76,13 +77,17 @@ def run(
         raise typer.Exit(1)
 
 
-def check_inputs(source: str, template: str, settings: ProcessSettings) -> None:
+def check_inputs(source: str, template: str, settings: ProcessSettings,
+                 destination: str | None = None) -> None:
     """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
-    or price file, a template parameter the provider used (the template's or --provider) would refuse."""
+    or price file, a template parameter the provider used (the template's or --provider) would
+    refuse, a destination that cannot be written (found out at export, the model would be paid)."""
     try:
         open_source(source)
         apply_overrides(load_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
+        if destination:
+            open_sink(destination)
     except UserInputError as exc:
         fail(str(exc))
 
