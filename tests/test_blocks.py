@@ -55,6 +55,23 @@ def test_a_missing_template_block_is_named_in_the_error() -> None:
         load_prompt_template("block:nope-404")
 
 
+def test_augment_run_takes_a_template_block(tmp_path: Path) -> None:
+    """The CLI checked its template as a file, so `-t block:NAME` stopped it before any flow."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    name = unique("company-profile")
+    PromptTemplateBlock.from_file(TEMPLATE).save(name)
+    try:
+        result = CliRunner().invoke(app, ["run", str(COMPANIES), "-t", f"block:{name}", "--provider", "none",
+                                          "--id-column", "company_id", "--out", str(tmp_path)])
+    finally:
+        PromptTemplateBlock.delete(name)
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_parquet(tmp_path / "exported.parquet")["_template"]) == {"company-profile"}
+
+
 def test_a_broken_template_is_refused_before_it_is_stored(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nmodel: m\nprompt: '{{ unclosed'\n")

@@ -23,7 +23,7 @@ from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
 from augment_it.sinks import open_sink
 from augment_it.sources import open_source
 from augment_it.sources.web import web_source_uri
-from augment_it.templates import load_template
+from blocks.templates import load_prompt_template
 
 
 def run(
@@ -84,7 +84,7 @@ def check_inputs(source: str, template: str, settings: ProcessSettings,
     refuse, a destination that cannot be written (found out at export, the model would be paid)."""
     try:
         open_source(source)
-        apply_overrides(load_template(template), settings, origin=template)
+        apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
         if destination:
             open_sink(destination)
