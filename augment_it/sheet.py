@@ -21,6 +21,8 @@ from augment_it.layout import filesystem
 from augment_it.packet import packet_rows
 from augment_it.records import ID, as_text, plain
 from augment_it.review import RecordEdit, editable_fields, reviewable
+from augment_it.sources.files.delimited import csv_dialect
+from augment_it.sources.files.text import SURROGATE, bad_char, decode
 
 ID_COLUMN, DECISION = "id", "decision"
 READ_ONLY = ("flags",)
@@ -45,7 +47,10 @@ def review_sheet(frame: pd.DataFrame, output_fields: list[str], ids: list[str] |
 
 
 def sheet_csv(sheet: pd.DataFrame) -> str:
-    return sheet.map(cell).to_csv(index=False) if not sheet.empty else f"{ID_COLUMN},{DECISION}\n"
+    """The sheet as CSV text, led by a byte order mark: without one, Excel reads UTF-8 as the
+    locale's legacy code page, shows Café as CafÃ©, and saves that back."""
+    text = sheet.map(cell).to_csv(index=False) if not sheet.empty else f"{ID_COLUMN},{DECISION}\n"
+    return "\ufeff" + text
 
 
 def cell(value: Any) -> str:
@@ -59,9 +64,17 @@ def cell(value: Any) -> str:
 
 
 def read_sheet(data: str | bytes) -> pd.DataFrame:
-    """A sheet as text cells; a spreadsheet's byte-order mark is dropped."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    """A sheet as text cells, as spreadsheets save it: UTF-8 or, with its byte order mark, UTF-16
+    (Excel's "Unicode Text"); comma, `;` or tab between cells, or the delimiter a `sep=` line names."""
+    text = decode(data, "the sheet") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    if found := SURROGATE.search(text):
+        line = text.count("\n", 0, found.start()) + 1
+        # Excel's plain "CSV" is the legacy code page, which cannot hold every answer's text.
+        raise UserInputError(f"the sheet is not UTF-8 (line {line}: {bad_char(text, found.start())}); "
+                             "save it as \"CSV UTF-8\" and try again")
+    delimiter, skip_lines = csv_dialect(text)
+    return pd.read_csv(io.StringIO(text), sep=delimiter, skiprows=skip_lines, dtype=str,
+                       keep_default_na=False)
 
 
 def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
@@ -97,10 +110,14 @@ def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
 
 
 def same_value(text: str, value: Any) -> bool:
-    """Whether a cell still says what the record holds (spreadsheets rewrite 0.50 as 0.5)."""
+    """Whether a cell still says what the record holds (spreadsheets rewrite 0.50 as 0.5 or 0,5)."""
+    value = plain(value)
     original = cell(value)
     if text.strip() == original.strip():
         return True
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")  # a spreadsheet in a locale with a decimal comma: 0,55
     try:
         return math.isclose(float(text), float(original), rel_tol=1e-9, abs_tol=1e-12)
     except ValueError:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from augment_it.errors import UserInputError
 from augment_it.packet import packet_rows, packet_summary
 from augment_it.review import (
     RecordEdit,
@@ -119,11 +120,12 @@ def test_problems_name_unknown_ids_fields_and_values_that_do_not_fit(frame: pd.D
 
 def test_an_unchanged_sheet_means_approve_all_and_changed_cells_become_edits(frame: pd.DataFrame) -> None:
     text = sheet_csv(review_sheet(frame, OUTPUTS))
-    assert text.splitlines()[0] == "id,decision,name,employees,summary,industry,quality_score,flags"
+    # The byte order mark makes Excel read the sheet as UTF-8 rather than its legacy code page.
+    assert text.splitlines()[0] == "\ufeffid,decision,name,employees,summary,industry,quality_score,flags"
     untouched = sheet_changes(read_sheet(text), frame)
     assert untouched.reject_ids == [] and untouched.edits == [] and untouched.problems == []
 
-    sheet = read_sheet("\ufeff" + text)  # spreadsheets save a byte-order mark
+    sheet = read_sheet(text.encode())
     sheet.loc[sheet["id"] == "c", "decision"] = "Reject"
     sheet.loc[sheet["id"] == "a", "industry"] = "warehouse robotics"
     sheet.loc[sheet["id"] == "b", "quality_score"] = "0.550"  # reformatted, same number
@@ -132,6 +134,28 @@ def test_an_unchanged_sheet_means_approve_all_and_changed_cells_become_edits(fra
     assert changes.problems == []
     assert changes.reject_ids == ["c"]
     assert changes.edits == [RecordEdit(id="a", field="industry", value="warehouse robotics")]
+
+
+def test_a_sheet_saved_by_a_spreadsheet_in_another_locale_reads_the_same(frame: pd.DataFrame) -> None:
+    frame.loc[frame["_id"] == "a", "name"] = "Acmé"
+    text = sheet_csv(review_sheet(frame, OUTPUTS)).lstrip("\ufeff")
+    # Excel with a decimal comma: `;` between cells, 0,55 for 0.55; "Unicode Text": UTF-16, tabs.
+    semicolons = text.replace(",", ";").replace("0.55", "0,55").replace("0.9", "0,9").replace("0.3", "0,3")
+    saved = {"semicolons": ("\ufeff" + semicolons).encode(),
+             "sep= line": ("sep=;\n" + semicolons).encode(),
+             "unicode text": ("\ufeff" + text.replace(",", "\t")).encode("utf-16-le")}
+    for how, data in saved.items():
+        untouched = sheet_changes(read_sheet(data), frame)
+        assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], []), how
+
+    edited = semicolons.replace("c;approve", "c;reject").replace("Robots.", "Robots, mostly.")
+    changes = sheet_changes(read_sheet(edited.encode()), frame)
+    assert changes.problems == [] and changes.reject_ids == ["c"]
+    assert changes.edits == [RecordEdit(id="a", field="summary", value="Robots, mostly.")]
+
+    # Excel's plain "CSV" is the legacy code page: refused, naming the line, not read as other text.
+    with pytest.raises(UserInputError, match=r"not UTF-8 \(line \d: byte 0xe9\); save it as \"CSV UTF-8\""):
+        read_sheet(text.encode("cp1252"))
 
 
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:

@@ -123,10 +123,17 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0) -
 _SEP_LINE = re.compile(r'"?sep=(.)"?\r?(?:\n|$)')
 
 
-def read_csv(text: str, name: str) -> SourceRead:
+def csv_dialect(text: str) -> tuple[str, int]:
+    """A CSV's delimiter and how many lines precede its header: Excel's `sep=` line, else sniffed
+    (spreadsheets in locales with a decimal comma save `;`)."""
     if hint := _SEP_LINE.match(text):
-        return _read_delimited(text, name, hint.group(1), skip_lines=1)
-    return _read_delimited(text, name, _sniff_delimiter(text))
+        return hint.group(1), 1
+    return _sniff_delimiter(text), 0
+
+
+def read_csv(text: str, name: str) -> SourceRead:
+    delimiter, skip_lines = csv_dialect(text)
+    return _read_delimited(text, name, delimiter, skip_lines)
 
 
 def read_tsv(text: str, name: str) -> SourceRead:
