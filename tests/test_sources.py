@@ -93,6 +93,49 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
         open_source(str(tmp_path / "nope.csv"))
 
 
+def test_a_glob_or_a_folder_of_data_files_is_read_as_one_source(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    (exports / "2026" / "02").mkdir(parents=True)
+    (exports / "2026" / "01.csv").write_text("id,name\n1,Acme\n2,Borealis,extra\n")
+    (exports / "2026" / "02" / "a.jsonl").write_text('{"id": 3, "name": "Cobalt"}\n{oops\n')
+    (exports / "2026" / "02" / "notes.txt").write_text("not data")
+    (exports / ".augment").mkdir()  # a hidden folder (a run's own parts, a notes app's trash)
+    (exports / ".augment" / "old.csv").write_text("id,name\n9,Stale\n")
+
+    for source in (exports, exports / "2026" / "*" / "*.jsonl", exports / "2026" / "**"):
+        result = open_source(str(source)).read()
+        assert [r["name"] for r in result.records] in (["Acme", "Cobalt"], ["Cobalt"]), source
+    result = read(exports)
+    # Each file names its records by its path under the folder; _row counts on across the files.
+    assert [r[SOURCE] for r in result.records] == ["2026/01.csv:2", "2026/02/a.jsonl:1"]
+    assert [r[SOURCE] for r in result.rejects] == ["2026/01.csv:3", "2026/02/a.jsonl:2"]
+    rows = {r[SOURCE]: r[ROW] for r in result.records + result.rejects}
+    in_order = ["2026/01.csv:2", "2026/01.csv:3", "2026/02/a.jsonl:1", "2026/02/a.jsonl:2"]
+    assert sorted(rows, key=rows.__getitem__) == in_order and len(set(rows.values())) == 4
+
+
+def test_a_glob_or_folder_without_readable_files_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "a.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match=r"^folder .*empty is empty$"):
+        open_source(str(tmp_path / "empty"))
+    with pytest.raises(InputError, match=r"no file in folder .*pictures can be read \(a.png\): augment-it"):
+        open_source(str(tmp_path / "pictures"))
+    with pytest.raises(InputError, match=r"^source .*\*\.csv does not exist, and no file matches it as a"):
+        open_source(str(tmp_path / "*.csv"))
+    with pytest.raises(InputError, match=r"none of the files matching .*\*\.png can be read"):
+        open_source(str(tmp_path / "pictures" / "*.png"))
+
+
+def test_a_notes_folder_skips_hidden_folders(tmp_path: Path) -> None:
+    (tmp_path / ".trash").mkdir()
+    (tmp_path / ".trash" / "deleted.md").write_text("---\ntitle: Gone\n---\nDeleted note\n")
+    (tmp_path / "kept.md").write_text("---\ntitle: Kept\n---\nA note\n")
+    (tmp_path / "data.csv").write_text("id,name\n1,Acme\n")  # beside notes: an attachment, not read
+    assert [r["title"] for r in read(tmp_path).records] == ["Kept"]
+
+
 ODD = DATA / "odd"
 
 

@@ -15,6 +15,10 @@
 - Markdown: one record per note, its front matter (a mapping) plus `body` and `file`; a note
   whose front matter is not a mapping, or itself sets `body` or `file`, is rejected.
 - Parquet: values as Python objects, so integer columns with nulls stay integers.
+- Several files: a glob (`exports/2026-*.csv`, `exports/**/*.jsonl`) or a folder holding no
+  Markdown note, read in name order, each by its extension, as one source; a record's `_source`
+  names its file by its path under the folder (or the glob's fixed part). Hidden files and
+  folders (`.trash/`, `.augment/`) are skipped, in a notes folder too.
 
 Text files are UTF-8, or UTF-16/32 when a byte order mark says so (Excel's "Unicode Text",
 Windows PowerShell 5's Out-File); any other encoding names the first invalid byte.
@@ -26,45 +30,75 @@ refuses the file, since the records under all but the last would be lost.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from augment_it.layout import filesystem
-from augment_it.records import InputError
+from augment_it.records import ROW, InputError
 from augment_it.sources import SourceRead
 from augment_it.sources.files.delimited import read_csv, read_tsv
 from augment_it.sources.files.json_text import read_json, read_jsonl
-from augment_it.sources.files.markdown import read_markdown
+from augment_it.sources.files.markdown import read_markdown, visible
 from augment_it.sources.files.parquet import read_parquet
 from augment_it.sources.files.text import read_text, reject_invalid_text
 from augment_it.sources.files.yaml_text import read_yaml
 
+KINDS = {"csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
+         "yaml": "yaml", "yml": "yaml", "parquet": "parquet", "pq": "parquet",
+         "md": "markdown", "markdown": "markdown"}
+READS = ".csv, .tsv, .json, .jsonl, .yaml, .md, .parquet"
+_GLOB = re.compile(r"[*?[]")
 
-def open_file_source(uri: str) -> FileSource:
+
+def open_file_source(uri: str) -> FileSource | FileSet:
+    """A file, a folder of Markdown notes, a folder of data files, or a glob (`exports/2026-*.csv`)."""
     fs, path = filesystem(uri)
     if not fs.exists(path):
+        if _GLOB.search(path):
+            fixed = path[:_GLOB.search(path).start()].rsplit("/", 1)[0]  # the part before the pattern
+            matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and visible(p.removeprefix(fixed)))
+            if not matches:
+                raise InputError(f"source {uri} does not exist, and no file matches it as a glob")
+            return _file_set(uri, fixed, matches, f"none of the files matching {uri}")
         raise InputError(f"source {uri} does not exist")
     if fs.isdir(path):
-        return FileSource(uri, "markdown")
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    kind = {"csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
-            "yaml": "yaml", "yml": "yaml", "parquet": "parquet", "pq": "parquet",
-            "md": "markdown", "markdown": "markdown"}.get(ext)
+        found = [p for p in sorted(fs.find(path)) if visible(p[len(path):])]
+        if any(_kind(p) == "markdown" for p in found):
+            return FileSource(uri, "markdown")  # a notes folder: the notes, whatever lies beside them
+        if not found:
+            raise InputError(f"folder {uri} is empty")
+        return _file_set(uri, path, found, f"no file in folder {uri}")
+    kind = _kind(path)
     if kind is None:
-        raise InputError(
-            f"cannot tell the format of {uri}: use .csv, .tsv, .json, .jsonl, .yaml, .md, "
-            ".parquet or a folder of Markdown files"
-        )
+        raise InputError(f"cannot tell the format of {uri}: {READS}, a folder of such files or a glob")
     return FileSource(uri, kind)
+
+
+def _kind(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    return KINDS.get(name.rsplit(".", 1)[-1].lower()) if "." in name else None
+
+
+def _file_set(uri: str, base: str, paths: list[str], none_readable: str) -> FileSet:
+    """The readable files among PATHS, each named by its path under BASE."""
+    readable = [p for p in paths if _kind(p)]
+    if not readable:
+        names = ", ".join(p.rsplit("/", 1)[-1] for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise InputError(f"{none_readable} can be read ({names}): augment-it reads {READS}")
+    fs, _ = filesystem(uri)
+    full = fs.unstrip_protocol if "://" in uri else str
+    return FileSet([FileSource(full(p), _kind(p), p.removeprefix(base).lstrip("/")) for p in readable])
 
 
 @dataclass
 class FileSource:
     uri: str
     kind: str
+    label: str = ""  # how records name the file; its name unless it is one of several
 
     @property
     def name(self) -> str:
-        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+        return self.label or self.uri.rstrip("/").rsplit("/", 1)[-1]
 
     def read(self) -> SourceRead:
         if self.kind == "markdown":
@@ -78,4 +112,24 @@ class FileSource:
                   "jsonl": read_jsonl, "yaml": read_yaml}[self.kind]
         read = reader(text, self.name)
         reject_invalid_text(read)
+        return read
+
+
+@dataclass
+class FileSet:
+    """Several files read as one source, in name order; `_row` counts on across them."""
+
+    files: list[FileSource]
+
+    def read(self) -> SourceRead:
+        read, offset = SourceRead(), 0
+        for file in self.files:
+            part = file.read()
+            for record in part.records:
+                record[ROW] += offset
+            for reject in part.rejects:
+                reject[ROW] += offset
+            read.records += part.records
+            read.rejects += part.rejects
+            offset = max([offset, *(r[ROW] for r in part.records + part.rejects)])
         return read

@@ -20,7 +20,8 @@ NOTE_FIELDS = ("body", "file")  # set on every Markdown record from the note its
 def read_markdown(uri: str) -> SourceRead:
     fs, path = filesystem(uri)
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if p.lower().endswith((".md", ".markdown")))
+        files = sorted(p for p in fs.find(path)
+                       if p.lower().endswith((".md", ".markdown")) and visible(p[len(path):]))
         base = path.rstrip("/") + "/"
     else:
         files, base = [path], path.rsplit("/", 1)[0] + "/"
@@ -44,6 +45,11 @@ def read_markdown(uri: str) -> SourceRead:
         read.add({**meta, "body": body, "file": name}, row, name)
     reject_invalid_text(read)
     return read
+
+
+def visible(relative_path: str) -> bool:
+    """Not hidden: a dot-folder holds a tool's own files (`.trash/` of deleted notes, `.augment/`)."""
+    return not any(part.startswith(".") for part in relative_path.split("/"))
 
 
 def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
