@@ -13,7 +13,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 
-from augment_it.records import plain, to_storable
+from augment_it.records import from_storable, plain, to_storable
 
 WORK_DIR = ".augment"
 
@@ -120,7 +120,7 @@ def _jsonl(frame: pd.DataFrame) -> str:
 def read_frame(url: str) -> pd.DataFrame:
     fs, path = filesystem(url)
     with fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle)
+        return from_storable(pd.read_parquet(handle))
 
 
 def write_text(text: str, url: str) -> None:

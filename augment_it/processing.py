@@ -92,7 +92,9 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
     out = dict(record)
     out.update({"_provider": template.provider, "_model": template.model,
                 "_template": template.name, "_template_version": template.version})
-    out.update(dict.fromkeys(template.output_fields))
+    # An output field the record already has (one being corrected, or an answer a store round trip
+    # brought back) keeps its value until an answer replaces it: a skipped or failed record loses nothing.
+    out.update({name: record.get(name) for name in template.output_fields})
     out.update({"_input_tokens": 0, "_cached_input_tokens": 0, "_output_tokens": 0, "_cost_usd": 0.0,
                 "_cached": False, "_calls": 0, RAW_ANSWER: None, REASON: None})
     if plan.caller is None:

@@ -135,6 +135,7 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
     `2024-01-05 10:00:00`, `0 days 00:01:30`).
     """
     out = frame.copy()
+    out.attrs[JSON_TEXT_COLUMNS] = []
     for column in out.columns:
         series = out[column]
         if series.dtype == object:
@@ -142,14 +143,33 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
             if kinds and kinds <= {bool, np.bool_}:  # pandas keeps bools with a gap as objects
                 out[column] = pd.array([None if is_missing(v) else bool(v) for v in series], dtype="boolean")
                 series = out[column]
+            elif fmt == "jsonl":
+                continue  # JSON holds nested and mixed values as they are
             elif not kinds <= {str}:
                 out[column] = _texts(series)
+                if all(issubclass(kind, CONTAINERS) for kind in kinds):
+                    out.attrs[JSON_TEXT_COLUMNS].append(column)
                 continue
         if fmt == "csv" and (pd.api.types.is_bool_dtype(series.dtype)
                              or pd.api.types.is_datetime64_any_dtype(series.dtype)
                              or pd.api.types.is_timedelta64_dtype(series.dtype)):
             out[column] = _texts(series)
     return out
+
+
+# Columns of lists and mappings that `to_storable` wrote as JSON text; a Parquet file keeps their
+# names (pandas stores `attrs`) so `from_storable` gives back the lists and mappings a template
+# walks (`{{ address.city }}`), not their text.
+JSON_TEXT_COLUMNS = "augment_it.json_text_columns"
+CONTAINERS = (list, tuple, dict, np.ndarray)
+
+
+def from_storable(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame as `to_storable` found it: its JSON-text columns of lists and mappings decoded."""
+    for column in frame.attrs.pop(JSON_TEXT_COLUMNS, []):
+        frame[column] = pd.Series([None if is_missing(v) else json.loads(v) for v in frame[column]],
+                                  index=frame.index, dtype=object)
+    return frame
 
 
 def _texts(series: pd.Series) -> list[str | None]:

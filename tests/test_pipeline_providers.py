@@ -293,3 +293,34 @@ def test_a_users_own_underscore_field_is_an_ordinary_field(llm, tmp_path: Path) 
     exported = pd.read_parquet(tmp_path / "out" / "exported.parquet")
     assert sorted(exported["_note"]) == ["berries", "robots"]
     assert exported["_id"].nunique() == 2  # content ids count the field: the records differ by it
+
+
+def test_nested_values_reach_the_template_and_an_output_field_the_record_has_is_kept_until_answered(
+        llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage files held lists and mappings as JSON text, so `{{ address.city }}` failed every record;
+    and an output field named like a record's field was emptied when no answer came."""
+    source = tmp_path / "people.jsonl"
+    source.write_text(
+        '{"id": "p1", "name": "ada lovelace", "address": {"city": "London"}, "tags": ["math"]}\n'
+        '{"id": "p2", "name": "alan turing", "address": {"city": "Wilmslow"}, "tags": []}\n')
+    template = tmp_path / "t.yaml"
+    template.write_text("name: people\nprovider: openai\nmodel: gpt-4o-mini\n"
+                        "prompt: 'Write the name {{ name }} of {{ address.city }} "
+                        "({{ tags | join(\", \") }})'\n"
+                        "output:\n  name: string\n")
+    llm.script("alan turing", "not JSON")
+    llm.script("Your answer could not", "still not JSON")
+    summary = run_pipeline(source, template, tmp_path / "out", id_column="id", fmt="jsonl").result()
+    assert summary["exported"] == 1 and summary["failed"] == 1, summary
+    assert "Write the name ada lovelace of London (math)" in " ".join(p for _, p in llm.calls_by_prompt)
+    exported = [json.loads(line) for line in (tmp_path / "out" / "exported.jsonl").read_text().splitlines()]
+    failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
+    assert exported[0]["name"].startswith("name of Write the name ada lovelace")
+    assert exported[0]["address"] == {"city": "London"} and exported[0]["tags"] == ["math"]  # not text
+    assert failed[0]["name"] == "alan turing" and failed[0]["address"] == {"city": "Wilmslow"}
+
+    monkeypatch.delenv("OPENAI_API_KEY")  # skipped: exported with the record's own name
+    summary = run_pipeline(source, template, tmp_path / "skipped", id_column="id").result()
+    skipped = pd.read_parquet(tmp_path / "skipped" / "exported.parquet").set_index("_id")
+    assert summary["ai"]["status"] == "skipped" and skipped["name"].to_dict() == {
+        "p1": "ada lovelace", "p2": "alan turing"}

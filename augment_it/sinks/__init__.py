@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from augment_it.errors import UserInputError
+from augment_it.records import as_text, plain
 
 MAX_ERRORS_KEPT = 20
 R = TypeVar("R")
@@ -72,6 +73,14 @@ def send_in_turn(sends: Sequence[tuple[int, Callable[[], None]]], counts: SinkCo
 
 def in_batches(rows: list[R], size: int) -> list[list[R]]:
     return [rows[start:start + size] for start in range(0, len(rows), size)]
+
+
+def field_value(value: Any) -> Any:
+    """A record's value as a store's field takes it: JSON-able, and a list or mapping as its JSON
+    text. The store's column type is not known here, and every type but a multi-select or a JSON
+    column refuses an array or object; text fits the text column an answer usually goes to."""
+    value = plain(value, strict_json=True)
+    return as_text(value) if isinstance(value, list | dict) else value
 
 
 def present_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,9 +25,10 @@ import pandas as pd
 
 from augment_it.connections import STORE_KEY, read_from
 from augment_it.errors import UserInputError
-from augment_it.records import is_missing, plain
+from augment_it.records import is_missing
 from augment_it.sinks import (
     SinkCounts,
+    field_value,
     in_batches,
     present_values,
     register_sink_scheme,
@@ -81,7 +82,7 @@ class AirtableSink:
         table = self.target.table_client()
         by_id, by_key, keyless = [], [], 0
         for row in records.to_dict(orient="records"):
-            values = present_values({f: plain(row[f], strict_json=True) for f in fields})
+            values = present_values({f: field_value(row[f]) for f in fields})
             record_id = self._record_id(row)
             if record_id:
                 by_id.append({"id": record_id, "fields": values})
@@ -89,7 +90,7 @@ class AirtableSink:
                 keyless += 1  # counted once here, never sent: an upsert needs the key value
             else:
                 if self.key:
-                    values[self.key] = plain(row.get(self.key), strict_json=True)
+                    values[self.key] = field_value(row.get(self.key))
                 by_key.append({"fields": values})
         if keyless:
             counts.fail(keyless, f"{keyless} record(s) have no value in key field {self.key!r}")

@@ -32,6 +32,7 @@ from augment_it.errors import InputNotice, UserInputError
 from augment_it.records import is_missing, plain
 from augment_it.sinks import (
     SinkCounts,
+    field_value,
     in_batches,
     present_values,
     register_sink_scheme,
@@ -78,7 +79,7 @@ class NocoDBSink:
             self._check_table(client, table_id)
             updates, creates = [], []
             for row in records.to_dict(orient="records"):
-                values = {f: plain(row[f], strict_json=True) for f in fields if f != key}
+                values = {f: field_value(row[f]) for f in fields if f != key}
                 pk = self._primary_key(row, table_id)
                 if pk is None:
                     creates.append(values)
