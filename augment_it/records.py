@@ -30,6 +30,10 @@ STORE_KEY = "_store_key"
 SYSTEM_COLUMNS = frozenset({ID, ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_ANSWER, "_provider", "_model",
                             "_template", "_template_version", "_input_tokens", "_cached_input_tokens",
                             "_output_tokens", "_cost_usd", "_cached", "_calls"})
+# The review stage's columns on every reviewed record: plain names, for the people reading exports.
+REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
+REVIEW_COMMENT = "review_comment"
+REVIEW_COLUMNS = (REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT, REVIEW_COMMENT)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer
 

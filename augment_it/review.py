@@ -17,11 +17,18 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from augment_it.layout import RunLayout, read_frame, read_json
-from augment_it.records import AI_STATUS, ID, is_system, plain
+from augment_it.records import (
+    AI_STATUS,
+    ID,
+    REVIEW_COLUMNS,
+    REVIEW_COMMENT,
+    REVIEW_STATUS,
+    REVIEWED_AT,
+    REVIEWED_BY,
+    is_system,
+    plain,
+)
 
-REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
-REVIEW_COMMENT = "review_comment"
-REVIEW_COLUMNS = (REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT, REVIEW_COMMENT)
 SCORE = "quality_score"
 AUTO_REVIEWER = "auto"
 EXPIRED_REVIEWER = "(review expired)"

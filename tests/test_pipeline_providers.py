@@ -324,3 +324,25 @@ def test_nested_values_reach_the_template_and_an_output_field_the_record_has_is_
     skipped = pd.read_parquet(tmp_path / "skipped" / "exported.parquet").set_index("_id")
     assert summary["ai"]["status"] == "skipped" and skipped["name"].to_dict() == {
         "p1": "ada lovelace", "p2": "alan turing"}
+
+
+def test_an_outcome_file_read_again_chains_a_second_template_or_reruns_fixed_rows(
+        llm, tmp_path: Path) -> None:
+    """Every record of an export read as a source was quarantined for carrying augment-it's columns."""
+    run_pipeline(COMPANIES, TEMPLATE, tmp_path / "first", id_column="company_id", fmt="csv").result()
+    slogan = tmp_path / "slogan.yaml"
+    slogan.write_text("name: slogan\nprovider: openai\nmodel: gpt-4o-mini\n"
+                      "prompt: 'A slogan for {{ name }}: {{ summary }}'\noutput:\n  slogan: string\n")
+    summary = run_pipeline(tmp_path / "first" / "exported.csv", slogan, tmp_path / "second").result()
+    assert summary["exported"] == 6 and summary["quarantined"] == 0, summary
+    second = pd.read_parquet(tmp_path / "second" / "exported.parquet").set_index("_id")
+    assert sorted(second.index) == ["c001", "c002", "c003", "c004", "c005", "c008"]  # the first run's ids
+    assert second.loc["c001", "slogan"].startswith("slogan of A slogan for Acme Robotics: summary of")
+    assert set(second["_template"]) == {"slogan"} and second["_source"].str.startswith("exported.csv:").all()
+
+    quarantined = pd.read_csv(tmp_path / "first" / "quarantined.csv", dtype=str)
+    fixed = quarantined.replace({"many": "12", "not-a-url": "https://granite.example"})
+    fixed.to_csv(tmp_path / "fixed.csv", index=False)
+    summary = run_pipeline(tmp_path / "fixed.csv", TEMPLATE, tmp_path / "fixed",
+                           id_column="company_id").result()
+    assert summary["exported"] == 2 and summary["quarantined"] == 0, summary

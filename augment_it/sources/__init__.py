@@ -16,6 +16,7 @@ import pandas as pd
 from augment_it.records import (
     ID,
     REASON,
+    REVIEW_COLUMNS,
     ROW,
     SOURCE,
     STORE_KEY,
@@ -40,6 +41,11 @@ class SourceRead:
 
         A field named like one of augment-it's own columns would be overwritten and lost, so such
         a record is rejected, naming the fields to rename."""
+        if ROW in fields and SOURCE in fields:
+            # A file augment-it wrote (exported, failed, quarantined), read again to chain a second
+            # template or rerun fixed rows: its own columns are the last run's, which this run
+            # writes anew. Every outcome row has both; a user's own data hardly ever does.
+            fields = {k: v for k, v in fields.items() if k not in RESERVED and k not in REVIEW_COLUMNS}
         taken = sorted(name for name in fields if name in RESERVED)
         if taken:
             self.reject(row, source, f"{source}: field {', '.join(map(repr, taken))} has a name augment-it "
