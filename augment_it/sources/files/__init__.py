@@ -70,7 +70,7 @@ def open_file_source(uri: str) -> FileSource | FileSet:
         return _file_set(uri, path, found, f"no file in folder {uri}")
     kind = _kind(path)
     if kind is None:
-        raise InputError(f"cannot tell the format of {uri}: {READS}, a folder of such files or a glob")
+        raise InputError(f"cannot tell the format of {uri}: use {READS}, a folder of such files or a glob")
     return FileSource(uri, kind)
 
 
