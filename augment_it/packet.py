@@ -7,7 +7,17 @@ from typing import Any
 
 import pandas as pd
 
-from augment_it.records import AI_STATUS, ID, REASON, is_missing, is_system
+from augment_it.records import (
+    AI_STATUS,
+    ID,
+    PACKET_COLUMNS,
+    PACKET_FLAGS,
+    PACKET_ID,
+    REASON,
+    as_text,
+    is_missing,
+    is_system,
+)
 from augment_it.review import SCORE, ReviewRequest, reviewable
 
 LOW_SCORE = 0.5
@@ -33,7 +43,7 @@ def flags(record: dict[str, Any], output_fields: Iterable[str]) -> str:
 
 def key_fields(frame: pd.DataFrame, output_fields: Iterable[str], limit: int = 3) -> list[str]:
     """The first few of the record's own input fields: enough to recognise it."""
-    skip = {*ENRICHED, *output_fields}
+    skip = {*ENRICHED, *output_fields, *PACKET_COLUMNS}  # a source's own `id` would hide the packet's
     return [c for c in frame.columns if not is_system(c) and c not in skip
             and not str(c).startswith("review")][:limit]
 
@@ -53,20 +63,20 @@ def packet_rows(frame: pd.DataFrame, output_fields: list[str], ids: Iterable[str
     short = _short if shorten else _same
     rows = []
     for record in candidates.to_dict(orient="records"):
-        row = {"id": str(record[ID])}
+        row = {PACKET_ID: str(record[ID])}
         row.update({k: short(record.get(k)) for k in inputs})
         row.update({k: short(record.get(k)) for k in output_fields})
         row[SCORE] = None if is_missing(record.get(SCORE)) else record.get(SCORE)
-        row["flags"] = flags(record, output_fields)
+        row[PACKET_FLAGS] = flags(record, output_fields)
         rows.append(row)
-    rows.sort(key=lambda r: (r["flags"] == "", r[SCORE] if r[SCORE] is not None else -1))
+    rows.sort(key=lambda r: (r[PACKET_FLAGS] == "", r[SCORE] if r[SCORE] is not None else -1))
     return rows
 
 
 def packet_summary(frame: pd.DataFrame, rows: list[dict[str, Any]], request: ReviewRequest) -> str:
     """Markdown for the summary artifact and the pause form: counts, the first records, where the rest are."""
     failed = frame[frame[AI_STATUS] == "failed"] if not frame.empty else frame
-    flagged = sum(1 for r in rows if r["flags"])
+    flagged = sum(1 for r in rows if r[PACKET_FLAGS])
     lines = [
         "## Review the augmented records",
         "",
@@ -101,8 +111,8 @@ def packet_summary(frame: pd.DataFrame, rows: list[dict[str, Any]], request: Rev
 
 def _compact(row: dict[str, Any], output_fields: list[str]) -> dict[str, Any]:
     """A packet row narrow enough for the form: id, the first key field, AI output, score, flags."""
-    first_key = next((k for k in row if k not in ("id", SCORE, "flags", *output_fields)), None)
-    return {k: v for k, v in row.items() if k in ("id", first_key, SCORE, "flags", *output_fields)}
+    first_key = next((k for k in row if k not in (*PACKET_COLUMNS, SCORE, *output_fields)), None)
+    return {k: v for k, v in row.items() if k in (*PACKET_COLUMNS, first_key, SCORE, *output_fields)}
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -123,6 +133,8 @@ def _file_url(path: str) -> str:
 
 
 def _short(value: Any, limit: int = 120) -> Any:
+    if isinstance(value, list | tuple | dict):
+        value = as_text(value)  # as the sheet and the exports write it, not Python's repr
     if isinstance(value, str) and len(value) > limit:
         return value[: limit - 1] + "…"
     return value

@@ -34,6 +34,10 @@ SYSTEM_COLUMNS = frozenset({ID, ROW, SOURCE, STORE_KEY, REASON, AI_STATUS, RAW_A
 REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT = "review_status", "reviewed_by", "reviewed_at"
 REVIEW_COMMENT = "review_comment"
 REVIEW_COLUMNS = (REVIEW_STATUS, REVIEWED_BY, REVIEWED_AT, REVIEW_COMMENT)
+# The review packet's and sheet's own columns beside the fields shown: the record's id, the
+# reviewer's decision, and why it was flagged. A record's own field of such a name is not shown.
+PACKET_ID, PACKET_DECISION, PACKET_FLAGS = "id", "decision", "flags"
+PACKET_COLUMNS = (PACKET_ID, PACKET_DECISION, PACKET_FLAGS)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53  # beyond this a float cannot hold every integer
 

@@ -19,13 +19,13 @@ import pandas as pd
 from augment_it.errors import UserInputError
 from augment_it.layout import filesystem
 from augment_it.packet import packet_rows
-from augment_it.records import ID, as_text, plain
+from augment_it.records import ID, PACKET_DECISION, PACKET_FLAGS, PACKET_ID, as_text, plain
 from augment_it.review import RecordEdit, editable_fields, reviewable
 from augment_it.sources.files.delimited import csv_dialect
 from augment_it.sources.files.text import SURROGATE, bad_char, decode
 
-ID_COLUMN, DECISION = "id", "decision"
-READ_ONLY = ("flags",)
+ID_COLUMN, DECISION = PACKET_ID, PACKET_DECISION
+READ_ONLY = (PACKET_FLAGS,)
 APPROVE, REJECT = {"", "approve", "approved", "yes", "ok"}, {"reject", "rejected", "no"}
 
 
@@ -42,7 +42,7 @@ def review_sheet(frame: pd.DataFrame, output_fields: list[str], ids: list[str] |
                  key_limit: int = 5) -> pd.DataFrame:
     """The sheet for the records under review (all reviewable ones when ids is None), flagged first."""
     rows = packet_rows(frame, output_fields, ids, key_limit=key_limit, shorten=False)
-    sheet = pd.DataFrame([{ID_COLUMN: r.pop("id"), DECISION: "approve", **r} for r in rows])
+    sheet = pd.DataFrame([{ID_COLUMN: r.pop(PACKET_ID), DECISION: "approve", **r} for r in rows])
     return sheet
 
 

@@ -11,10 +11,19 @@ from typing import Any, Literal, Self
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError
-from augment_it.records import is_missing, user_fields
+from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
 
 OutputType = Literal[
@@ -31,6 +40,8 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "number": {"type": "number"}, "boolean": {"type": "boolean"},
 }
 
+WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review": REVIEW_COLUMNS,
+                          "the review sheet": PACKET_COLUMNS}
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
@@ -74,6 +85,18 @@ class PromptTemplate(BaseModel):
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key) or key.startswith("_"):
                 raise ValueError(f"output field name {key!r} must be an identifier")
         return value
+
+    @model_validator(mode="after")
+    def _output_names_free(self) -> Self:
+        # The answer would be overwritten after the call (enrichers, review), or would stand in
+        # the review sheet's own column: an answer 'reject' under `decision` rejects the record.
+        for key in self.output_fields:
+            for owner, names in WRITTEN_BESIDE_ANSWERS.items():
+                if key in names:
+                    what = "output field name" if self.output else "the answer's field (the template's name)"
+                    raise ValueError(f"{what} {key!r} is taken by {owner} ({', '.join(names)}); "
+                                     f"name it otherwise, e.g. '{key}_ai'")
+        return self
 
     @property
     def text_field(self) -> str:
@@ -152,8 +175,7 @@ class PromptTemplate(BaseModel):
         try:
             parsed = self.output_model.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"answer does not match the output fields: {problems}") from exc
+            raise ValueError(f"answer does not match the output fields: {validation_problems(exc)}") from exc
         return parsed.model_dump()
 
 
@@ -199,7 +221,12 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     try:
         template = PromptTemplate.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise TemplateError(f"{origin}: {problems}") from exc
+        raise TemplateError(f"{origin}: {validation_problems(exc)}") from exc
     template._compiled  # noqa: B018 - fail on syntax errors now, not per record
     return template
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Each problem as `field: message`; one about the whole template or answer as its message."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"]
+                     else e["msg"].removeprefix("Value error, ") for e in exc.errors())

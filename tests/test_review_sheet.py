@@ -171,6 +171,25 @@ def test_an_answer_that_a_spreadsheet_would_run_as_a_formula_is_written_as_text(
     assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], [])
 
 
+def test_a_records_own_id_or_decision_field_does_not_stand_in_the_sheets_columns(frame: pd.DataFrame) -> None:
+    """A source with an `id` column (ids from content unless --id-column names it) showed that id
+    in the packet and sheet, so every decision named unknown ids; a `decision` field rejected."""
+    frame.insert(1, "id", ["001", "002", "003", "004"])
+    frame.insert(2, "decision", ["reject", "no", "reject", "no"])
+    rows = packet_rows(frame, OUTPUTS)
+    assert [r["id"] for r in rows] == ["c", "b", "a"] and "decision" not in rows[0]
+    untouched = sheet_changes(read_sheet(sheet_csv(review_sheet(frame, OUTPUTS))), frame)
+    assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], [])
+
+
+def test_the_packet_shows_lists_and_mappings_as_json(frame: pd.DataFrame) -> None:
+    """Stage files give lists and mappings back as such; the UI table and `review show` got
+    Python's repr ({'city': 'Oslo'}) or nothing readable."""
+    frame.insert(2, "address", [{"city": "Oslo"}, {}, None, {"city": "Bergen"}])
+    rows = {r["id"]: r for r in packet_rows(frame, OUTPUTS)}
+    assert rows["a"]["address"] == '{"city": "Oslo"}' and rows["b"]["address"] == "{}"
+
+
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
     sheet = read_sheet(sheet_csv(review_sheet(frame, OUTPUTS)))
     sheet["colour"] = ""

@@ -75,6 +75,24 @@ def test_bad_template_files_say_what_is_wrong() -> None:
     assert load_template(str(EXAMPLES / "templates" / "company-profile.yaml")).version
 
 
+@pytest.mark.parametrize(("name", "output", "taken"), [
+    ("t", "{language: string}", "output field name 'language' is taken by the built-in enrichers"),
+    ("t", "{summary: string, decision: string}", "output field name 'decision' is taken by the review sheet"),
+    ("t", "{reviewed_by: string}", "output field name 'reviewed_by' is taken by the review ("),
+    ("flags", "null", "the answer's field (the template's name) 'flags' is taken by the review sheet"),
+])
+def test_an_output_field_named_like_one_augment_it_writes_is_refused(name: str, output: str,
+                                                                     taken: str) -> None:
+    """An answer under `language` was overwritten by the enricher's guess; one under `decision`
+    stood in the review sheet's decision column, so an answer 'reject' rejected the record."""
+    with pytest.raises(TemplateError, match=rf"^<template>: {re.escape(taken)}.*name it otherwise"):
+        parse_template(f"name: {name}\nmodel: m\nprompt: hi\noutput: {output}\n")
+    renamed = {"language": "language_ai", "decision": "verdict", "reviewed_by": "reviewer", "flags": "f"}
+    for old, new in renamed.items():
+        name, output = name.replace(old, new), output.replace(old, new)
+    parse_template(f"name: {name}\nmodel: m\nprompt: hi\noutput: {output}\n")
+
+
 def hot_template(folder: Path, provider: str, temperature: float) -> Path:
     path = folder / f"{provider}-hot.yaml"
     path.write_text(f"name: t\nprovider: {provider}\nmodel: m\nprompt: hi\ntemperature: {temperature}\n")
