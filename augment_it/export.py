@@ -36,8 +36,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join([*lines, *(["", "## Why", "", *why] if why else [])])
 
 
+def shown_reason(reason: str) -> str:
+    """A reason as the command and the artifact show it: its first 300 characters (one that
+    quotes an answer can be long; the files hold it whole)."""
+    return reason[:300]
+
+
 def _code(text: str) -> str:
-    return text[:300].replace("`", "'").replace("\n", " ")
+    return shown_reason(text).replace("`", "'").replace("\n", " ")
 
 
 def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,

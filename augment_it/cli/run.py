@@ -16,6 +16,7 @@ from augment_it import progress
 from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
+from augment_it.export import shown_reason
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
@@ -123,9 +124,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
             console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key, the model "
                           "or the quota, as it would every call; a rerun sends them")
     for reason, count in summary.get("failure_reasons", {}).items():
-        console.print(f"  failed {count}x: {reason[:300]}", markup=False)
+        console.print(f"  failed {count}x: {shown_reason(reason)}", markup=False)
     for reason in summary.get("quarantine_reasons", []):
-        console.print(f"  quarantined: {reason[:300]}", markup=False)
+        console.print(f"  quarantined: {shown_reason(reason)}", markup=False)
     if (more := summary["quarantined"] - len(summary.get("quarantine_reasons", []))) > 0:
         console.print(f"  ({more} more quarantined, each with its reason)")
     console.print(f"files: {', '.join(summary['files'].values())} and {out}/summary.json", markup=False)

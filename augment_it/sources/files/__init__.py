@@ -54,8 +54,8 @@ def open_file_source(uri: str) -> FileSource | FileSet:
     """A file, a folder of Markdown notes, a folder of data files, or a glob (`exports/2026-*.csv`)."""
     fs, path = filesystem(uri)
     if not fs.exists(path):
-        if _GLOB.search(path):
-            fixed = path[:_GLOB.search(path).start()].rsplit("/", 1)[0]  # the part before the pattern
+        if pattern := _GLOB.search(path):
+            fixed = path[:pattern.start()].rsplit("/", 1)[0]  # the folder before the pattern
             matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and visible(p.removeprefix(fixed)))
             if not matches:
                 raise InputError(f"source {uri} does not exist, and no file matches it as a glob")
