@@ -136,6 +136,20 @@ def test_a_notes_folder_skips_hidden_folders(tmp_path: Path) -> None:
     assert [r["title"] for r in read(tmp_path).records] == ["Kept"]
 
 
+def test_an_exported_parquet_read_again_gives_back_its_lists_and_mappings(tmp_path: Path) -> None:
+    """Exports hold lists and mappings as JSON text; read again as a source (a second template on
+    the first one's export) they were text, and `{{ tags | join }}` joined characters."""
+    from augment_it.layout import write_frame
+
+    frame = pd.DataFrame({"id": ["1", "2"], "tags": [["a", "b"], []],
+                          "address": [{"city": "Oslo"}, None], "note": ["[1]", "x"]})
+    write_frame(frame, str(tmp_path / "exported.parquet"))
+    records = read(tmp_path / "exported.parquet").records
+    assert [r["tags"] for r in records] == [["a", "b"], []]
+    assert [r["address"] for r in records] == [{"city": "Oslo"}, None]
+    assert [r["note"] for r in records] == ["[1]", "x"]  # text that looks like JSON stays text
+
+
 ODD = DATA / "odd"
 
 

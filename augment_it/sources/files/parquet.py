@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from typing import Any
+
 import pyarrow.parquet as pq
 
 from augment_it.layout import filesystem
-from augment_it.records import InputError
+from augment_it.records import JSON_TEXT_COLUMNS, InputError
 from augment_it.sources import SourceRead
 
 
@@ -17,10 +21,27 @@ def read_parquet(uri: str, name: str) -> SourceRead:
             # there (ids "1.0", and 2**53 + 1 rounded). No Arrow threads: with them the process
             # sometimes aborts at exit ("terminate called without an active exception",
             # apache/arrow#34314), and a source file is read once.
-            rows = pq.read_table(handle, use_threads=False, pre_buffer=False).to_pylist()
+            table = pq.read_table(handle, use_threads=False, pre_buffer=False)
+            rows = table.to_pylist()
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{name}: not a readable Parquet file: {exc}") from exc
+    _decode_json_text(rows, table.schema.metadata or {})
     read = SourceRead()
     for row, record in enumerate(rows, start=1):
         read.add(record, row, f"{name}[{row - 1}]")
     return read
+
+
+def _decode_json_text(rows: list[dict[str, Any]], metadata: dict[bytes, bytes]) -> None:
+    """Lists and mappings that augment-it wrote as JSON text (an export read again), as they were.
+
+    pandas keeps a frame's `attrs` under PANDAS_ATTRS; `to_storable` names those columns there."""
+    try:
+        columns = json.loads(metadata.get(b"PANDAS_ATTRS", b"{}")).get(JSON_TEXT_COLUMNS, [])
+    except (ValueError, AttributeError):
+        return  # someone else's attrs: nothing of ours to decode
+    for record in rows:
+        for column in columns:
+            if isinstance(text := record.get(column), str):
+                with contextlib.suppress(ValueError):
+                    record[column] = json.loads(text)
