@@ -307,11 +307,16 @@ def test_a_404_names_the_url_it_came_from(provider: str, base: str, called: str,
         asyncio.run(run())
 
 
-@pytest.mark.parametrize(("provider", "said"), [
-    ("openai", "HTTP 429: You exceeded your current quota"),
-    ("anthropic", "HTTP 400: Your credit balance is too low")])
-def test_an_exhausted_quota_is_not_retried_nor_asked_again(provider: str, said: str, llm) -> None:
-    llm.configure(out_of_quota=True)
+@pytest.mark.parametrize(("refusal", "provider", "said"), [
+    ("out_of_quota", "openai", "HTTP 429: You exceeded your current quota"),
+    ("out_of_quota", "anthropic", "HTTP 400: Your credit balance is too low"),
+    # A key whose project or workspace may not use the model: every call would be refused alike.
+    ("no_model_access", "openai", "HTTP 403: Project `proj_standin` does not have access to model"),
+    ("no_model_access", "groq", "HTTP 403: Project `proj_standin` does not have access to model"),
+    ("no_model_access", "anthropic", "HTTP 403: Your API key does not have permission")])
+def test_an_exhausted_quota_or_a_model_refused_is_not_retried_nor_asked_again(refusal: str, provider: str,
+                                                                               said: str, llm) -> None:
+    llm.configure(**{refusal: True})
 
     async def run() -> list[BaseException]:
         caller = ModelCaller(make_provider(provider, timeout=5), FAST)

@@ -181,8 +181,9 @@ def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderEr
         where = f" from {_endpoint(exc.response.request.url)}" if status == 404 else ""
         return ProviderError(f"{provider}: HTTP {status}{where}: {_error_message(exc)}", retryable=retryable,
                              retry_after=wait, status=status,
-                             # A refused key, an unknown model or endpoint, an empty account.
-                             run_wide=status in (401, 404) or out_of_quota)
+                             # A refused key, an unknown model or endpoint, an empty account, a
+                             # model the key may not use.
+                             run_wide=status in (401, 404) or out_of_quota or _no_access(exc))
     if isinstance(exc, ValueError):  # a 200 whose JSON body is cut short or empty
         return ProviderError(f"{provider}: the answer is not valid JSON: {exc}", retryable=True)
     return ProviderError(f"{provider}: {exc}", retryable=True)  # e.g. an answer of unexpected shape
@@ -197,20 +198,37 @@ def _endpoint(url: Any) -> str:
 def _out_of_quota(exc: Any) -> bool:
     """Whether the account has no credit left: OpenAI's 429 insufficient_quota, or Anthropic's 400
     whose only mark is its message ("Your credit balance is too low to access the Anthropic API")."""
-    body = getattr(exc, "body", None)
-    error = body.get("error", body) if isinstance(body, dict) else None
-    if not isinstance(error, dict):
+    error = _error_object(exc)
+    if error is None:
         return False
     return "insufficient_quota" in (error.get("code"), error.get("type")) or \
         "credit balance is too low" in str(error.get("message", "")).lower()
 
 
-def _error_message(exc: Any) -> str:
+# A 403 is run-wide only when the provider itself says so: a firewall in front of a gateway answers
+# 403 (in HTML) to some prompts only.
+NO_ACCESS = {"permission_error", "model_not_found", "unsupported_country_region_territory"}
+
+
+def _no_access(exc: Any) -> bool:
+    """Whether a 403 is the provider refusing this key the model or the API (Anthropic's
+    permission_error, OpenAI's model_not_found for a project without access, or its region block)."""
+    error = _error_object(exc)
+    return exc.status_code == 403 and error is not None and \
+        bool(NO_ACCESS & {error.get("type"), error.get("code")})
+
+
+def _error_object(exc: Any) -> dict[str, Any] | None:
+    """The provider's JSON error object ({"error": {...}} or the bare object), if it sent one."""
     body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+def _error_message(exc: Any) -> str:
+    error = _error_object(exc)
+    if error is not None and error.get("message"):
+        return str(error["message"])[:300]
     return str(getattr(exc, "message", exc))[:300]
 
 

@@ -111,6 +111,8 @@ class StandinConfig:
     # OpenAI-compatible gateways send when the model behind them failed
     p_error_body: float = 0.0
     out_of_quota: bool = False  # every request is answered 429 insufficient_quota (billing, not rate)
+    # every request is answered 403 as when the key's project or workspace may not use the model
+    no_model_access: bool = False
     p_no_usage: float = 0.0  # share of 200 answers without token counts (OpenAI-compatible servers)
     no_usage_as: NoUsage = "omitted"  # how: no `usage` object, or one whose counts are null
     # A system prompt of at least this many tokens is cached once sent, and reported as such in
@@ -874,6 +876,12 @@ class StandinServer:
             raise _Reject(429, "insufficient_quota", "You exceeded your current quota, please check "
                                                      "your plan and billing details.",
                           code="insufficient_quota")
+        if config.no_model_access:
+            if kind == ANTHROPIC:
+                raise _Reject(403, "permission_error", "Your API key does not have permission to use "
+                                                       "the specified resource.")
+            raise _Reject(403, "invalid_request_error", f"Project `proj_standin` does not have access "
+                          f"to model `{body.get('model')}`", code="model_not_found")
         wait = self._rate_check(config)
         if wait is not None:
             return self._rate_limited(kind, wait, number, f"limit {config.rpm} per min")
@@ -1088,6 +1096,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p-cut-body", dest="p_cut_body", type=float, default=0.0)
     parser.add_argument("--p-error-body", dest="p_error_body", type=float, default=0.0)
     parser.add_argument("--out-of-quota", dest="out_of_quota", action="store_true")
+    parser.add_argument("--no-model-access", dest="no_model_access", action="store_true")
     parser.add_argument("--p-no-usage", dest="p_no_usage", type=float, default=0.0)
     parser.add_argument("--no-usage-as", dest="no_usage_as", choices=["omitted", "null"],
                         default="omitted")
