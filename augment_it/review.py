@@ -9,10 +9,12 @@ audit rows say which one decided it.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -25,6 +27,7 @@ from augment_it.records import (
     REVIEW_STATUS,
     REVIEWED_AT,
     REVIEWED_BY,
+    is_missing,
     is_system,
     plain,
 )
@@ -155,19 +158,40 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame) -> list[str]:
             problems.append(f"record field '{edit.field}' does not exist (edits may change: "
                             f"{', '.join(editable)})")
         elif coerce(edit.value, frame[edit.field]) is MISFIT:
-            problems.append(f"'{edit.value}' is not a valid {frame[edit.field].dtype} for field "
+            problems.append(f"'{edit.value}' is not a valid {_type_name(frame[edit.field])} for field "
                             f"'{edit.field}' of record '{edit.id}'")
     return problems
+
+
+def _type_name(column: pd.Series) -> str:
+    container = _container_kind(column)
+    return {list: 'JSON list (["a", "b"])', dict: 'JSON object ({"a": 1})'}.get(container, str(column.dtype))
+
+
+def _container_kind(column: pd.Series) -> type | None:
+    """list or dict when every value the column holds is one (a list output, a nested field)."""
+    if column.dtype != object:
+        return None
+    kinds = {list if isinstance(v, list | tuple | np.ndarray) else type(v)
+             for v in column if not is_missing(v)}
+    return kinds.pop() if len(kinds) == 1 and kinds <= {list, dict} else None
 
 
 def coerce(value: str, column: pd.Series) -> Any:
     """The edit's text as the column's type (int, float, bool) or as text; blank clears the field.
 
-    Returns MISFIT when the text cannot be a value of a numeric or boolean column.
+    Returns MISFIT when the text cannot be a value of a numeric or boolean column, or is not the
+    JSON list or object a column of lists or objects holds (the sheet shows them as JSON).
     """
     text = value.strip()
     if not text:
         return None
+    if container := _container_kind(column):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return MISFIT
+        return parsed if isinstance(parsed, container) else MISFIT
     if pd.api.types.is_bool_dtype(column.dtype):
         truth = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
         return truth.get(text.lower(), MISFIT)

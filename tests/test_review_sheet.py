@@ -190,6 +190,23 @@ def test_the_packet_shows_lists_and_mappings_as_json(frame: pd.DataFrame) -> Non
     assert rows["a"]["address"] == '{"city": "Oslo"}' and rows["b"]["address"] == "{}"
 
 
+def test_an_edit_of_a_list_field_is_read_as_the_json_the_sheet_shows(frame: pd.DataFrame) -> None:
+    """A list output edited in the sheet was stored as its text, '["robots"]' in place of a list."""
+    frame["tags"] = [["robots"], ["food"], [], ["teeth"]]
+    text = sheet_csv(review_sheet(frame, [*OUTPUTS, "tags"]))
+    assert '"[""robots""]"' in text
+    edited = sheet_changes(read_sheet(text.replace('"[""robots""]"', '"[""robots"", ""retail""]"')), frame)
+    decision = human_decision(ReviewInput(reviewer="Ada", edits=edited.edits), request_for(frame))
+    assert decision_problems(decision, frame) == []
+    reviewed, audit = apply_decision(frame, decision)
+    assert reviewed.set_index("_id").at["a", "tags"] == ["robots", "retail"]
+    assert audit[0]["before"] == ["robots"] and audit[0]["after"] == ["robots", "retail"]
+
+    typed = ReviewInput(reviewer="Ada", edits=[RecordEdit(id="a", field="tags", value="robots, retail")])
+    assert decision_problems(typed, frame) == [
+        '\'robots, retail\' is not a valid JSON list (["a", "b"]) for field \'tags\' of record \'a\'']
+
+
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
     sheet = read_sheet(sheet_csv(review_sheet(frame, OUTPUTS)))
     sheet["colour"] = ""
