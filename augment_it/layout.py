@@ -13,6 +13,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 
+from augment_it.errors import UserInputError
 from augment_it.records import from_storable, plain, to_storable
 
 WORK_DIR = ".augment"
@@ -75,6 +76,13 @@ class RunLayout:
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, path = fsspec.core.url_to_fs(url)
     return fs, path
+
+
+def check_run_dir(out: str) -> None:
+    """Refuse a run directory that names a file: every stage would fail writing beneath it."""
+    fs, path = filesystem(out)
+    if fs.exists(path) and not fs.isdir(path):
+        raise UserInputError(f"--out {out} is a file; name a folder (it is created if missing)")
 
 
 def exists(url: str) -> bool:

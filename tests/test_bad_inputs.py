@@ -109,6 +109,20 @@ def test_cli_refuses_a_destination_it_could_not_write_before_any_flow(
     assert not (tmp_path / "out").exists(), "a flow ran before the destination was checked"
 
 
+def test_cli_refuses_an_out_that_is_a_file_before_any_flow(tmp_path: Path) -> None:
+    """The collect stage failed on it with NotADirectoryError, after starting a Prefect server."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    out = tmp_path / "results.csv"
+    out.write_text("kept\n")
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t", str(TEMPLATE),
+                                      "--out", str(out)])
+    assert result.exit_code == 2 and f"--out {out} is a file; name a folder" in result.output, result.output
+    assert out.read_text() == "kept\n"
+
+
 @pytest.mark.parametrize(("prices", "message"), [
     ("gpt-4o-mini: {input: 0.15, output: 0.60, cached-input: 0.07}\n",
      "model 'gpt-4o-mini': cached-input: Extra inputs are not permitted"),  # a typo does not vanish

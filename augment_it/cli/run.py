@@ -17,6 +17,7 @@ from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
 from augment_it.export import shown_reason
+from augment_it.layout import check_run_dir
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
@@ -28,7 +29,7 @@ from blocks.templates import load_prompt_template
 
 
 def run(
-    source: Annotated[str, typer.Argument(help="File, Markdown folder or URI to read")],
+    source: Annotated[str, typer.Argument(help="File, folder, glob ('data/*.csv') or URI to read")],
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template (YAML)")],
     provider: Annotated[str | None, typer.Option(help="openai | anthropic | groq | none")] = None,
     model: Annotated[str | None, typer.Option(help="Model name, overrides the template's")] = None,
@@ -58,7 +59,7 @@ def run(
         provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
         call=CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
     )
-    check_inputs(source, template, settings, to)
+    check_inputs(source, template, settings, out, to)
     from flows.pipeline import augment_pipeline
 
     with ProgressBar(console) as bar:
@@ -78,12 +79,14 @@ def run(
         raise typer.Exit(1)
 
 
-def check_inputs(source: str, template: str, settings: ProcessSettings,
+def check_inputs(source: str, template: str, settings: ProcessSettings, out: str,
                  destination: str | None = None) -> None:
     """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
     or price file, a template parameter the provider used (the template's or --provider) would
-    refuse, a destination that cannot be written (found out at export, the model would be paid)."""
+    refuse, an --out that is a file, a destination that cannot be written (found out at export,
+    the model would be paid)."""
     try:
+        check_run_dir(out)
         open_source(source)
         apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
