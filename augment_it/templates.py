@@ -144,21 +144,17 @@ class PromptTemplate(BaseModel):
         prompt cache can then serve it to every call after the first."""
         return not self.system or not meta.find_undeclared_variables(_ENV.parse(self.system))
 
-    def variables(self) -> set[str]:
-        names = meta.find_undeclared_variables(_ENV.parse(self.prompt))
-        if self.system:
-            names |= meta.find_undeclared_variables(_ENV.parse(self.system))
-        return names
-
     def render(self, record: dict[str, Any]) -> tuple[str | None, str]:
         """(system, prompt) for one record; a missing or empty field raises RenderError."""
         context = {k: v for k, v in user_fields(record).items() if not is_missing(v)}
+        # Spreadsheet headers are seldom identifiers: {{ record["Company Name"] }} reaches them.
+        context.setdefault("record", dict(context))
         prompt, system = self._compiled
         try:
             return (system.render(context) if system else None), prompt.render(context)
         except UndefinedError as exc:
-            missing = re.search(r"'([^']+)' is undefined", str(exc))
-            what = f"field '{missing.group(1)}'" if missing else str(exc)
+            missing = re.search(r"'([^']+)' is undefined|has no attribute '([^']+)'", str(exc))
+            what = f"field '{missing.group(1) or missing.group(2)}'" if missing else str(exc)
             raise RenderError(f"template '{self.name}' needs {what}, which this record lacks") from exc
         except SecurityError as exc:
             raise RenderError(f"template '{self.name}' tried an unsafe operation: {exc}") from exc

@@ -29,6 +29,20 @@ def test_render_is_strict_about_missing_and_empty_fields() -> None:
         undefined.render({"name": "Acme"})
 
 
+def test_a_field_whose_name_is_not_an_identifier_is_reached_through_record() -> None:
+    """Spreadsheet headers ("Company Name", "E-mail") could not be named in a prompt at all."""
+    prompt = '{{ record["Company Name"] }} in {{ address.city }}'
+    template = parse_template(f"name: t\nmodel: m\nprompt: '{prompt}'\n")
+    assert template.render({"Company Name": "Acme", "address": {"city": "Oslo"}})[1] == "Acme in Oslo"
+    for record, field in (({"Company Name": None, "address": {"city": "Oslo"}}, "Company Name"),
+                          ({"Company Name": "Acme", "address": {}}, "city")):
+        with pytest.raises(RenderError) as raised:
+            template.render(record)
+        assert str(raised.value) == f"template 't' needs field '{field}', which this record lacks"
+    own = parse_template("name: t\nmodel: m\nprompt: 'Kept: {{ record }}'\n")
+    assert own.render({"record": "vinyl"})[1] == "Kept: vinyl"  # a field named record is the record's
+
+
 def test_sandbox_refuses_unsafe_attribute_access() -> None:
     escape = "{{ name.__class__.__mro__[1].__subclasses__() }}"
     template = parse_template(f'name: t\nmodel: m\nprompt: "{escape}"')
