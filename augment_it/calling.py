@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -29,13 +29,15 @@ from augment_it.providers.base import ModelReply, ModelRequest, Provider, Provid
 
 
 class CallPolicy(BaseModel):
-    concurrency: int = 16
-    max_attempts: int = 6
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    timeout: float = 60.0  # per request
-    rpm: float | None = None  # requests per minute, paced on the client side
-    tpm: float | None = None  # tokens per minute, paced on an estimate of each prompt's size
+    # Bounded here, not only on the command line: a deployment's parameters come from a form, and
+    # 0 workers would process nothing, a timeout of 0 fail every call, an rpm of 0 pace nothing.
+    concurrency: int = Field(16, ge=1)
+    max_attempts: int = Field(6, ge=1)
+    backoff_initial: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    timeout: float = Field(60.0, gt=0)  # per request
+    rpm: float | None = Field(None, gt=0)  # requests per minute, paced on the client side
+    tpm: float | None = Field(None, gt=0)  # tokens per minute, paced on an estimate of each prompt's size
 
 
 @dataclass

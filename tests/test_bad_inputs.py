@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from augment_it.settings import ProcessSettings
 from tests.conftest import DATA, EXAMPLES
@@ -107,6 +108,24 @@ def test_cli_refuses_a_destination_it_could_not_write_before_any_flow(
                                       "--to", destination, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "out").exists(), "a flow ran before the destination was checked"
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--rpm", "0"], "--rpm 0.0: Input should be greater than 0"),  # 0 paced nothing at all
+    (["--tpm", "-5"], "--tpm -5.0: Input should be greater than 0"),
+    (["--timeout", "0"], "--timeout 0.0: Input should be greater than 0"),  # every call timed out
+])
+def test_cli_refuses_call_limits_that_cannot_work(option: list[str], message: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from augment_it.calling import CallPolicy
+    from augment_it.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t", str(TEMPLATE),
+                                      "--out", str(tmp_path / "out"), *option])
+    assert result.exit_code == 2 and message in result.output, result.output
+    with pytest.raises(ValidationError):  # a deployment's parameters are checked alike
+        CallPolicy(concurrency=0)
 
 
 def test_cli_refuses_an_out_that_is_a_file_before_any_flow(tmp_path: Path) -> None:

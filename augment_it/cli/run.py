@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -55,10 +56,13 @@ def run(
 ) -> None:
     """Collect SOURCE, augment it with TEMPLATE, review, and export under --out."""
     source = web_source_uri(source, url_column)
-    settings = ProcessSettings(
-        provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
-        call=CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
-    )
+    try:
+        call = CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"--{first['loc'][0]} {first['input']}: {first['msg']}")
+    settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
+                               call=call)
     check_inputs(source, template, settings, out, to)
     from flows.pipeline import augment_pipeline
 
