@@ -36,12 +36,9 @@ from dataclasses import dataclass
 from augment_it.layout import filesystem
 from augment_it.records import ROW, InputError
 from augment_it.sources import SourceRead
-from augment_it.sources.files.delimited import read_csv, read_tsv
-from augment_it.sources.files.json_text import read_json, read_jsonl
-from augment_it.sources.files.markdown import read_markdown, visible
-from augment_it.sources.files.parquet import read_parquet
-from augment_it.sources.files.text import read_text, reject_invalid_text
-from augment_it.sources.files.yaml_text import read_yaml
+
+# The format modules are imported when a file of theirs is read, not here: the review stage reads
+# its sheet with `delimited` and `text`, and its image has no Markdown or web libraries.
 
 KINDS = {"csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
          "yaml": "yaml", "yml": "yaml", "parquet": "parquet", "pq": "parquet",
@@ -74,6 +71,11 @@ def open_file_source(uri: str) -> FileSource | FileSet:
     return FileSource(uri, kind)
 
 
+def visible(relative_path: str) -> bool:
+    """Not hidden: a dot-folder holds a tool's own files (`.trash/` of deleted notes, `.augment/`)."""
+    return not any(part.startswith(".") for part in relative_path.split("/"))
+
+
 def _kind(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1]
     return KINDS.get(name.rsplit(".", 1)[-1].lower()) if "." in name else None
@@ -102,14 +104,21 @@ class FileSource:
 
     def read(self) -> SourceRead:
         if self.kind == "markdown":
+            from augment_it.sources.files.markdown import read_markdown
+
             return read_markdown(self.uri)
         if self.kind == "parquet":
+            from augment_it.sources.files.parquet import read_parquet
+
             return read_parquet(self.uri, self.name)
+        from augment_it.sources.files import delimited, json_text, yaml_text
+        from augment_it.sources.files.text import read_text, reject_invalid_text
+
         text = read_text(self.uri)
         if not text.strip():
             raise InputError(f"source {self.uri} is empty: no header and no records")
-        reader = {"csv": read_csv, "tsv": read_tsv, "json": read_json,
-                  "jsonl": read_jsonl, "yaml": read_yaml}[self.kind]
+        reader = {"csv": delimited.read_csv, "tsv": delimited.read_tsv, "json": json_text.read_json,
+                  "jsonl": json_text.read_jsonl, "yaml": yaml_text.read_yaml}[self.kind]
         read = reader(text, self.name)
         reject_invalid_text(read)
         return read

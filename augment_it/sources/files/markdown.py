@@ -10,6 +10,7 @@ from frontmatter.default_handlers import JSONHandler, YAMLHandler
 from augment_it.layout import filesystem
 from augment_it.records import InputError
 from augment_it.sources import SourceRead
+from augment_it.sources.files import visible
 from augment_it.sources.files.documents import json_object, repeated_key
 from augment_it.sources.files.text import decode, printable, reject_invalid_text
 from augment_it.sources.files.yaml_text import load_yaml
@@ -45,11 +46,6 @@ def read_markdown(uri: str) -> SourceRead:
         read.add({**meta, "body": body, "file": name}, row, name)
     reject_invalid_text(read)
     return read
-
-
-def visible(relative_path: str) -> bool:
-    """Not hidden: a dot-folder holds a tool's own files (`.trash/` of deleted notes, `.augment/`)."""
-    return not any(part.startswith(".") for part in relative_path.split("/"))
 
 
 def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
