@@ -33,6 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fsspec import AbstractFileSystem
+
 from augment_it.layout import filesystem
 from augment_it.records import ROW, InputError
 from augment_it.sources import SourceRead
@@ -56,7 +58,7 @@ def open_file_source(uri: str) -> FileSource | FileSet:
             matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and visible(p.removeprefix(fixed)))
             if not matches:
                 raise InputError(f"source {uri} does not exist, and no file matches it as a glob")
-            return _file_set(uri, fixed, matches, f"none of the files matching {uri}")
+            return _file_set(fs, uri, fixed, matches, f"none of the files matching {uri}")
         raise InputError(f"source {uri} does not exist")
     if fs.isdir(path):
         found = [p for p in sorted(fs.find(path)) if visible(p[len(path):])]
@@ -64,7 +66,7 @@ def open_file_source(uri: str) -> FileSource | FileSet:
             return FileSource(uri, "markdown")  # a notes folder: the notes, whatever lies beside them
         if not found:
             raise InputError(f"folder {uri} is empty")
-        return _file_set(uri, path, found, f"no file in folder {uri}")
+        return _file_set(fs, uri, path, found, f"no file in folder {uri}")
     kind = _kind(path)
     if kind is None:
         raise InputError(f"cannot tell the format of {uri}: use {READS}, a folder of such files or a glob")
@@ -81,13 +83,12 @@ def _kind(path: str) -> str | None:
     return KINDS.get(name.rsplit(".", 1)[-1].lower()) if "." in name else None
 
 
-def _file_set(uri: str, base: str, paths: list[str], none_readable: str) -> FileSet:
+def _file_set(fs: AbstractFileSystem, uri: str, base: str, paths: list[str], none_readable: str) -> FileSet:
     """The readable files among PATHS, each named by its path under BASE."""
     readable = [p for p in paths if _kind(p)]
     if not readable:
         names = ", ".join(p.rsplit("/", 1)[-1] for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
         raise InputError(f"{none_readable} can be read ({names}): augment-it reads {READS}")
-    fs, _ = filesystem(uri)
     full = fs.unstrip_protocol if "://" in uri else str
     return FileSet([FileSource(full(p), _kind(p), p.removeprefix(base).lstrip("/")) for p in readable])
 
