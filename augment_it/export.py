@@ -31,6 +31,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     counted = ("collected", "quarantined", "failed", "rejected", "exported")
     lines += [f"| {k} | {summary[k]} |" for k in counted]
     lines += ["", "Review: **{status}** ({comment})".format(**summary["review"])]
+    if earlier := summary["review"].get("earlier_decisions"):
+        lines += ["", f"{earlier} records kept the decision a reviewer made in an earlier run."]
     why = [f"- failed {count}x: `{_code(reason)}`" for reason, count in summary["failure_reasons"].items()]
     why += [f"- quarantined: `{_code(reason)}`" for reason in summary["quarantine_reasons"]]
     return "\n".join([*lines, *(["", "## Why", "", *why] if why else [])])

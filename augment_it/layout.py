@@ -57,6 +57,10 @@ class RunLayout:
         return self._join(WORK_DIR, "review", "decision.json")
 
     @property
+    def review_ledger(self) -> str:  # human decisions kept for reruns (review_ledger.py)
+        return self._join(WORK_DIR, "review", "ledger.json")
+
+    @property
     def pending_review(self) -> str:
         return self._join(WORK_DIR, "review", "pending.json")
 

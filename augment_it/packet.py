@@ -86,6 +86,9 @@ def packet_summary(frame: pd.DataFrame, rows: list[dict[str, Any]], request: Rev
     if request.approve_above is not None:
         lines += ["", f"**{len(request.auto_approved)}** records with {SCORE} above "
                       f"{request.approve_above} were approved without review."]
+    if request.earlier:
+        lines += ["", f"**{len(request.earlier)}** records keep the decision a reviewer made in an "
+                      "earlier run (same fields, same answer) and are not shown again."]
     lines += [
         "",
         "Approve the batch, or list the ids to reject; an edit changes one field of one record.",

@@ -3,14 +3,17 @@
 Failed records are never up for review (they are exported as failed); everything else is
 either approved or rejected by a decision, and nothing unapproved is exported. A decision has
 up to three sources: the score policy (`--approve-above`), a human (form, CLI or sheet), or
-the timeout outcome when no human answered in time. Each record's review columns and the
-audit rows say which one decided it.
+the timeout outcome when no human answered in time. A human's decision is also kept for reruns
+(review_ledger.py), and applies again to a record that reads as it did. Each record's review
+columns and the audit rows say which one decided it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -31,10 +34,12 @@ from augment_it.records import (
     is_system,
     plain,
 )
+from augment_it.review_ledger import EarlierDecision, fingerprints
 
 SCORE = "quality_score"
 AUTO_REVIEWER = "auto"
 EXPIRED_REVIEWER = "(review expired)"
+EARLIER = "earlier"  # the audit's source of a decision kept from an earlier run
 
 TimeoutOutcome = Literal["reject-all", "approve-all"]
 DecisionSource = Literal["human", "auto", "expired"]
@@ -65,6 +70,8 @@ class ReviewDecision(ReviewInput):
     source: DecisionSource = "human"
     auto_approved_ids: list[str] = Field(default_factory=list)  # approved by score, never shown to the human
     approve_above: float | None = None
+    # A human's decisions from earlier runs on records that read as they did then: never shown again.
+    earlier: list[EarlierDecision] = Field(default_factory=list)
     decided_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -75,6 +82,7 @@ class ReviewRequest(BaseModel):
     api_url: str | None = None
     to_review: list[str]  # ids a human decides
     auto_approved: list[str] = Field(default_factory=list)
+    earlier: list[str] = Field(default_factory=list)  # ids that keep a decision from an earlier run
     flagged: int = 0
     failed: int = 0
     approve_above: float | None = None
@@ -104,6 +112,13 @@ def review_sheet_path(out: str) -> str:
 
 def reviewable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame[AI_STATUS] != "failed"] if not frame.empty else frame
+
+
+def undecided(frame: pd.DataFrame, earlier: Collection[str]) -> pd.DataFrame:
+    """FRAME without the records that keep an earlier decision (ids EARLIER)."""
+    if not earlier or frame.empty:
+        return frame
+    return frame[~frame[ID].astype(str).isin(set(earlier))]
 
 
 def split_by_score(frame: pd.DataFrame, approve_above: float | None) -> tuple[list[str], list[str]]:
@@ -145,15 +160,26 @@ def editable_fields(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if not is_system(c) and c not in REVIEW_COLUMNS)
 
 
-def decision_problems(given: ReviewInput, frame: pd.DataFrame) -> list[str]:
-    """What in a submission does not fit the records under review, one sentence each."""
+def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collection[str] = ()) -> list[str]:
+    """What in a submission does not fit the records under review, one sentence each.
+
+    FRAME holds the records under review; EARLIER names records that keep a decision from an
+    earlier run, which this one may not change.
+    """
     candidates = reviewable(frame)
     ids = {str(i) for i in candidates[ID]} if not candidates.empty else set()
-    problems = [f"unknown id '{i}' in reject_ids" for i in given.reject_ids if i not in ids]
+
+    def unknown(record_id: str, where: str) -> str:
+        if record_id in earlier:
+            return (f"record '{record_id}' in {where} keeps the decision a reviewer made in an earlier run "
+                    "(rerun with --review-again to decide it anew)")
+        return f"unknown id '{record_id}' in {where}"
+
+    problems = [unknown(i, "reject_ids") for i in given.reject_ids if i not in ids]
     editable = editable_fields(frame)
     for edit in given.edits:
         if edit.id not in ids:
-            problems.append(f"unknown id '{edit.id}' in edits")
+            problems.append(unknown(edit.id, "edits"))
         if edit.field not in editable:
             problems.append(f"record field '{edit.field}' does not exist (edits may change: "
                             f"{', '.join(editable)})")
@@ -214,8 +240,16 @@ def apply_decision(frame: pd.DataFrame,
     if out.empty:  # every record was quarantined or failed: nothing to decide on
         return out, []
     rejected, auto = set(decision.reject_ids), set(decision.auto_approved_ids)
-    statuses, by, comments = [], [], []
+    earlier = {kept.id: kept for kept in decision.earlier}
+    statuses, by, at, comments, sources = [], [], [], [], []
     for record_id in out[ID].astype(str):
+        if kept := earlier.get(record_id):
+            statuses.append(kept.status)
+            by.append(kept.reviewer)
+            at.append(kept.decided_at)
+            comments.append(kept.comment)
+            sources.append(EARLIER)
+            continue
         if record_id in rejected:
             statuses.append("rejected")
         elif record_id in auto:
@@ -224,12 +258,17 @@ def apply_decision(frame: pd.DataFrame,
             statuses.append("approved" if decision.approve else "rejected")
         decided_by_policy = record_id in auto and record_id not in rejected
         by.append(AUTO_REVIEWER if decided_by_policy else decision.reviewer)
+        at.append(when)
         policy_comment = f"auto: {SCORE} > {decision.approve_above}"
         comments.append(policy_comment if decided_by_policy else decision.comment)
-    out[REVIEW_STATUS], out[REVIEWED_BY], out[REVIEWED_AT], out[REVIEW_COMMENT] = statuses, by, when, comments
+        sources.append("auto" if decided_by_policy else decision.source)
+    out[REVIEW_STATUS], out[REVIEWED_BY], out[REVIEWED_AT], out[REVIEW_COMMENT] = statuses, by, at, comments
     audit: list[dict[str, Any]] = []
     position = {str(record_id): index for index, record_id in zip(out.index, out[ID], strict=True)}
-    for edit in decision.edits:
+    edits = [(RecordEdit(id=kept.id, field=field, value=value), kept.reviewer, EARLIER, kept.decided_at)
+             for kept in decision.earlier for field, value in kept.edits.items()]
+    edits += [(edit, decision.reviewer, decision.source, when) for edit in decision.edits]
+    for edit, reviewer, source, edited_at in edits:
         index = position[edit.id]
         before = out.at[index, edit.field]
         after = coerce(edit.value, out[edit.field])
@@ -241,11 +280,29 @@ def apply_decision(frame: pd.DataFrame,
         out.at[index, edit.field] = after
         audit.append({"id": edit.id, "action": "edit", "field": edit.field,
                       "before": plain(before), "after": after,
-                      "reviewer": decision.reviewer, "source": decision.source, "at": when})
-    for record_id, status, reviewer, comment in zip(out[ID], out[REVIEW_STATUS], by, comments, strict=True):
-        audit.append({"id": record_id, "action": status, "reviewer": reviewer, "comment": comment,
-                      "source": "auto" if reviewer == AUTO_REVIEWER else decision.source, "at": when})
+                      "reviewer": reviewer, "source": source, "at": edited_at})
+    for row in zip(out[ID], out[REVIEW_STATUS], by, comments, sources, at, strict=True):
+        audit.append(dict(zip(("id", "action", "reviewer", "comment", "source", "at"), row, strict=True)))
     return out, audit
+
+
+def decisions_to_keep(decision: ReviewDecision, frame: pd.DataFrame,
+                      shown_ids: list[str]) -> list[EarlierDecision]:
+    """A human's decision on each record it was shown (SHOWN_IDS) or rejected or edited, as the
+    ledger keeps it for reruns. A record approved by score that the human edited counts as approved."""
+    if decision.source != "human":
+        return []
+    rejected, shown = set(decision.reject_ids), set(shown_ids)
+    edits: dict[str, dict[str, str]] = defaultdict(dict)
+    for edit in decision.edits:
+        edits[edit.id][edit.field] = edit.value  # in order, so a field's last edit stands
+    decided = shown | rejected | set(edits)
+    seen = fingerprints(frame[frame[ID].astype(str).isin(decided)])
+    return [EarlierDecision(
+        id=record_id, fingerprint=seen[record_id], reviewer=decision.reviewer, comment=decision.comment,
+        status="rejected" if record_id in rejected or (record_id in shown and not decision.approve)
+        else "approved", decided_at=decision.decided_at, edits=edits.get(record_id, {}),
+    ) for record_id in seen]
 
 
 def review_report(decision: ReviewDecision) -> dict[str, Any]:
@@ -255,5 +312,5 @@ def review_report(decision: ReviewDecision) -> dict[str, Any]:
         "status": status, "reviewer": decision.reviewer, "decided_at": decision.decided_at,
         "comment": decision.comment, "approve_above": decision.approve_above,
         "auto_approved": len(decision.auto_approved_ids), "rejected_ids": len(decision.reject_ids),
-        "edits": len(decision.edits),
+        "edits": len(decision.edits), "earlier_decisions": len(decision.earlier),
     }

@@ -51,13 +51,18 @@ async def augment_pipeline(
     review_timeout_outcome: TimeoutOutcome = "reject-all",
     stages: StageMode = "subflows",
     destination: str | None = None,
+    review_again: bool = False,
 ) -> dict[str, Any]:
-    """Augment the records in SOURCE with TEMPLATE, review them, and export them under OUT."""
+    """Augment the records in SOURCE with TEMPLATE, review them, and export them under OUT.
+
+    A rerun into the same OUT asks a reviewer only about new or changed records, unless REVIEW_AGAIN.
+    """
     settings = settings or ProcessSettings()
     await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
     await run_stage(process, stages, out=out, template=template,
                     settings=settings.model_dump() if stages == "deployments" else settings)
     await run_stage(review, stages, out=out, policy=review_policy, approve_above=approve_above,
-                    timeout_seconds=review_timeout, timeout_outcome=review_timeout_outcome)
+                    timeout_seconds=review_timeout, timeout_outcome=review_timeout_outcome,
+                    review_again=review_again)
     await run_stage(export, stages, out=out, fmt=fmt, destination=destination)
     return read_json(RunLayout(out).summary)

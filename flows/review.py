@@ -20,10 +20,12 @@ from augment_it.review import (
     expired_decision,
     human_decision,
     split_by_score,
+    undecided,
 )
 from augment_it.settings import ReviewPolicy
 from tasks.review import (
     decide_automatically,
+    earlier_decisions,
     load_processed,
     publish_review_packet,
     request_review,
@@ -43,14 +45,22 @@ class ReviewForm(RunInput, ReviewInput):
 @flow(name="review", log_prints=True)
 async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float | None = None,
                  timeout_seconds: int = DEFAULT_TIMEOUT,
-                 timeout_outcome: TimeoutOutcome = "reject-all") -> State:
+                 timeout_outcome: TimeoutOutcome = "reject-all", review_again: bool = False) -> State:
     """Decide which processed records under OUT are approved: by score, by a reviewer, or by timeout.
 
-    With policy ui or cli, records scoring above APPROVE_ABOVE are approved without review and
-    the rest wait for a human; if none decides within TIMEOUT_SECONDS, TIMEOUT_OUTCOME applies
-    and the run ends in the state ReviewExpired.
+    A reviewer's decision from an earlier run under OUT stands for a record that reads as it did
+    then (same fields, same answer), unless REVIEW_AGAIN. With policy ui or cli, records scoring
+    above APPROVE_ABOVE are approved without review and the rest wait for a human; if none
+    decides within TIMEOUT_SECONDS, TIMEOUT_OUTCOME applies and the run ends in the state
+    ReviewExpired.
     """
-    frame = await load_processed(out)
+    processed = await load_processed(out)
+    earlier = [] if review_again else await earlier_decisions(out, processed)
+    if earlier:
+        print(f"{len(earlier)} records keep the decision a reviewer made in an earlier run "
+              "(--review-again to decide them anew)")
+    frame = undecided(processed, [kept.id for kept in earlier])
+    request = None
     if policy == "auto" or not split_by_score(frame, approve_above)[1]:
         decision = await decide_automatically(frame, approve_above)
     else:
@@ -58,7 +68,7 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         async with get_client() as client:  # PREFECT_API_URL, or the temporary server of this run
             api_url = str(client.api_url).rstrip("/")
         request = await request_review(out, frame, run_id, api_url, approve_above,
-                                       timeout_seconds, timeout_outcome)
+                                       timeout_seconds, timeout_outcome, [kept.id for kept in earlier])
         summary = await publish_review_packet(frame, request)
         # A run started without PREFECT_API_URL reports to a temporary server that only it knows.
         ui, shell = ("", "") if PREFECT_API_URL.value() else (
@@ -67,9 +77,10 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
               f"Prefect UI{ui}, or from a shell {shell}`augment review show {run_id}` and "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
-        given = await ask_reviewer(frame, summary, timeout_seconds)
+        given = await ask_reviewer(frame, summary, timeout_seconds, request.earlier)
         decision = human_decision(given, request) if given else expired_decision(request)
-    location = await save_decision(out, decision)
+    decision.earlier = earlier
+    location = await save_decision(out, decision, processed, request.to_review if request else [])
     if decision.source == "expired":
         message = f"review expired: nobody decided within {timeout_seconds} s; {decision.comment}"
         get_run_logger().warning(message)
@@ -77,8 +88,9 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
     return Completed(message=f"{decision.source} decision by {decision.reviewer}", data=location)
 
 
-async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) -> ReviewInput | None:
-    """Pause until a valid decision arrives; an invalid one pauses again with what was wrong.
+async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int,
+                       earlier: list[str]) -> ReviewInput | None:
+    """Pause until a valid decision on FRAME arrives; an invalid one pauses again with what was wrong.
 
     The timeout covers all pauses together; None when it runs out.
     """
@@ -102,7 +114,7 @@ async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int) 
         if form is None and (form := await leave_pause(pause_key)) is None:
             return None
         given = ReviewInput.model_validate(form.model_dump())
-        problems = decision_problems(given, frame)
+        problems = decision_problems(given, frame, earlier)
         if not problems:
             return given
         logger.warning("Review input rejected, waiting again: %s", "; ".join(problems))

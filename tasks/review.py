@@ -14,10 +14,13 @@ from augment_it.review import (
     ReviewRequest,
     TimeoutOutcome,
     auto_decision,
+    decisions_to_keep,
     read_processed,
     review_sheet_path,
+    reviewable,
     split_by_score,
 )
+from augment_it.review_ledger import EarlierDecision, read_ledger, still_valid, write_ledger
 from augment_it.sheet import review_sheet, sheet_csv
 
 
@@ -30,6 +33,12 @@ async def load_processed(out: str) -> pd.DataFrame:
     return read_processed(out)
 
 
+@task(name="earlier-decisions", cache_policy=NO_CACHE)
+async def earlier_decisions(out: str, frame: pd.DataFrame) -> list[EarlierDecision]:
+    """A human's decisions from earlier runs under OUT on records that read as they did then."""
+    return still_valid(read_ledger(out), reviewable(frame))  # a record that failed now is not up for review
+
+
 @task(name="decide-automatically", cache_policy=NO_CACHE)
 async def decide_automatically(frame: pd.DataFrame, approve_above: float | None) -> ReviewDecision:
     return auto_decision(frame, approve_above)
@@ -38,14 +47,14 @@ async def decide_automatically(frame: pd.DataFrame, approve_above: float | None)
 @task(name="request-review", cache_policy=NO_CACHE)
 async def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_url: str | None,
                          approve_above: float | None, timeout_seconds: int,
-                         timeout_outcome: TimeoutOutcome) -> ReviewRequest:
+                         timeout_outcome: TimeoutOutcome, earlier: list[str]) -> ReviewRequest:
     """Split auto-approved from human-reviewed records, write the full sheet and pending.json."""
     auto_ids, human_ids = split_by_score(frame, approve_above)
     fields = output_fields(out)
     sheet = review_sheet(frame, fields, human_ids)
     request = ReviewRequest(
         flow_run_id=flow_run_id, api_url=api_url, to_review=human_ids, auto_approved=auto_ids,
-        flagged=int((sheet["flags"] != "").sum()) if not sheet.empty else 0,
+        earlier=earlier, flagged=int((sheet["flags"] != "").sum()) if not sheet.empty else 0,
         failed=len(frame) - len(auto_ids) - len(human_ids), approve_above=approve_above,
         output_fields=fields, sheet=review_sheet_path(out), timeout_seconds=timeout_seconds,
         timeout_outcome=timeout_outcome,
@@ -75,7 +84,11 @@ async def publish_review_packet(frame: pd.DataFrame, request: ReviewRequest) -> 
 
 
 @task(name="save-decision", cache_policy=NO_CACHE)
-async def save_decision(out: str, decision: ReviewDecision) -> str:
+async def save_decision(out: str, decision: ReviewDecision, frame: pd.DataFrame,
+                        shown_ids: list[str]) -> str:
+    """Write decision.json, and keep a human's decision in the ledger for reruns."""
     layout = RunLayout(out)
     write_json(decision.model_dump(), layout.decision)
+    if kept := decisions_to_keep(decision, frame, shown_ids):
+        write_ledger(out, read_ledger(out) | {d.id: d for d in kept})
     return layout.decision

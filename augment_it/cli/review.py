@@ -15,7 +15,14 @@ from augment_it.cli import review_client
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
 from augment_it.packet import packet_rows
-from augment_it.review import ReviewInput, ReviewRequest, decision_problems, read_processed, read_request
+from augment_it.review import (
+    ReviewInput,
+    ReviewRequest,
+    decision_problems,
+    read_processed,
+    read_request,
+    undecided,
+)
 from augment_it.sheet import read_edits, review_sheet, sheet_csv
 
 app = typer.Typer(help="Review runs that are waiting for a decision.", no_args_is_help=True)
@@ -81,17 +88,17 @@ def approve(
     """Approve the records under review, except those rejected here or in the sheet; apply the edits."""
     run = _call(review_client.read_review_run(run_id))
     reject_ids, changes = list(reject or []), []
-    frame = None
+    data = None
     if edits:
-        _, frame = _run_data(run)
-        sheet_changes = _guard(lambda: read_edits(edits, frame))
+        data = _run_data(run)
+        sheet_changes = _guard(lambda: read_edits(edits, data[1]))
         if sheet_changes.problems:
             fail(f"{edits}: " + "; ".join(sheet_changes.problems))
         reject_ids += [i for i in sheet_changes.reject_ids if i not in reject_ids]
         changes = sheet_changes.edits
     given = _guard(lambda: ReviewInput(approve=True, reject_ids=reject_ids, edits=changes,
                                        reviewer=reviewer, comment=comment))
-    _check(given, run, frame)
+    _check(given, run, data)
     _call(review_client.submit(run.id, given))
     console.print(f"approved run {run.id}: {len(reject_ids)} rejected, {len(changes)} edits")
 
@@ -116,24 +123,31 @@ def age(seconds: float | None) -> str:
     return f"{hours}h {minutes}m" if hours < 24 else f"{hours // 24}d {hours % 24}h"
 
 
-def _check(given: ReviewInput, run: review_client.ReviewRun, frame: pd.DataFrame | None) -> None:
+def _check(given: ReviewInput, run: review_client.ReviewRun,
+           data: tuple[ReviewRequest, pd.DataFrame] | None) -> None:
     """Refuse here what the run would refuse (unknown ids or fields), when its data is readable."""
-    if frame is None:
+    if data is None:
         try:
-            frame = read_processed(run.out) if run.out else None
+            data = _read_run_data(run.out) if run.out else None
         except (OSError, ValueError, KeyError):
             return  # the run checks again and pauses anew with the reason
-    if frame is not None and (problems := decision_problems(given, frame)):
+    if data is not None and (problems := decision_problems(given, data[1], data[0].earlier)):
         fail("; ".join(problems))
 
 
 def _run_data(run: review_client.ReviewRun) -> tuple[ReviewRequest, pd.DataFrame]:
+    """What the run asks for and the records it asks about, or fail saying why they are unreadable."""
     if not run.out:
         fail(f"flow run {run.id} has no 'out' parameter: cannot find its records")
     try:
-        return read_request(run.out), read_processed(run.out)
+        return _read_run_data(run.out)
     except (OSError, ValueError, KeyError) as exc:
         fail(f"cannot read the review data of run {run.id} under {run.out}: {exc}")
+
+
+def _read_run_data(out: str) -> tuple[ReviewRequest, pd.DataFrame]:
+    request = read_request(out)
+    return request, undecided(read_processed(out), request.earlier)
 
 
 def _request_or_none(out: str | None) -> ReviewRequest | None:

@@ -49,6 +49,9 @@ def run(
     review_timeout: Annotated[int, typer.Option(help="Seconds to wait for a reviewer")] = 24 * 3600,
     review_timeout_outcome: Annotated[TimeoutOutcome, typer.Option(
         help="When nobody reviews in time: reject-all (nothing exported) or approve-all")] = "reject-all",
+    review_again: Annotated[bool, typer.Option(
+        "--review-again", help="Decide every record anew, not only those new or changed since the last "
+                               "review under --out")] = False,
     to: Annotated[str | None, typer.Option("--to", help="Also write approved records back to this URI "
                                            "(airtable://, nocodb://, databricks://)")] = None,
     url_column: Annotated[str | None, typer.Option(help="Fetch the web page at the URL in this column "
@@ -72,7 +75,7 @@ def run(
             source=source, template=template, out=str(Path(out)) if "://" not in out else out,
             review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
             settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
-            review_timeout_outcome=review_timeout_outcome,
+            review_timeout_outcome=review_timeout_outcome, review_again=review_again,
         ))
         progress.report_to(None)
     if not state.is_completed():
@@ -130,6 +133,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
         if not_sent := calls.get("not_sent"):
             console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key, the model "
                           "or the quota, as it would every call; a rerun sends them")
+    if earlier := summary["review"].get("earlier_decisions"):
+        console.print(f"review: {earlier} record(s) kept the decision a reviewer made in an earlier run "
+                      "(--review-again to decide them anew)")
     for reason, count in summary.get("failure_reasons", {}).items():
         console.print(f"  failed {count}x: {shown_reason(reason)}", markup=False)
     for reason in summary.get("quarantine_reasons", []):

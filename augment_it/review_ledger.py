@@ -1,0 +1,77 @@
+"""Earlier review decisions, kept across runs into the same --out so a reviewer decides a record once.
+
+A human's decision is kept per record id with a fingerprint of what the reviewer saw: the
+record's fields and the AI's answer, before any edit. A rerun applies it again, edits included,
+to a record whose fingerprint is unchanged. A new record, a changed one, or a new answer (another
+template or model) is reviewed anew. Decisions by score or by timeout are not kept: they are
+policy, applied afresh each run, and nobody looked at the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel
+
+from augment_it.enrichers import ENRICHED_FIELDS
+from augment_it.layout import RunLayout, exists, read_json, write_json
+from augment_it.records import ID, REVIEW_COLUMNS, is_missing, is_system, plain
+
+
+class EarlierDecision(BaseModel):
+    """One record's decision by a human in an earlier run (a line of the ledger)."""
+
+    id: str
+    fingerprint: str  # of the record as the reviewer saw it (`fingerprint`)
+    status: Literal["approved", "rejected"]
+    reviewer: str
+    comment: str = ""
+    decided_at: str
+    edits: dict[str, str] = {}  # field → the text the reviewer gave, applied as a new edit would be
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """What a reviewer judged of RECORD: its own fields and the AI's answer, not augment-it's columns.
+
+    Missing fields are left out and whole floats count as ints, so the same record reads alike
+    when another source file adds a column or a gap turns its ints into floats. The enrichers'
+    fields are left out too: they follow from the rest, and a newer augment-it may score differently.
+    """
+    seen = {}
+    for field, value in record.items():
+        if is_system(field) or field in REVIEW_COLUMNS or field in ENRICHED_FIELDS:
+            continue
+        if isinstance(value, list | tuple | dict) or not is_missing(value):
+            value = plain(value)
+            seen[str(field)] = int(value) if isinstance(value, float) and value.is_integer() else value
+    canonical = json.dumps(seen, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
+
+
+def fingerprints(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(row[ID]): fingerprint(row) for row in frame.to_dict(orient="records")}
+
+
+def read_ledger(out: str) -> dict[str, EarlierDecision]:
+    """The decisions kept under OUT, by record id; empty before the first human review."""
+    path = RunLayout(out).review_ledger
+    if not exists(path):
+        return {}
+    decisions = (EarlierDecision.model_validate(item) for item in read_json(path))
+    return {d.id: d for d in decisions}
+
+
+def write_ledger(out: str, ledger: dict[str, EarlierDecision]) -> None:
+    write_json([d.model_dump() for d in ledger.values()], RunLayout(out).review_ledger)
+
+
+def still_valid(ledger: dict[str, EarlierDecision], frame: pd.DataFrame) -> list[EarlierDecision]:
+    """The kept decisions whose record is in FRAME and reads as it did when it was decided."""
+    if not ledger or frame.empty:
+        return []
+    known = frame[frame[ID].astype(str).isin(ledger.keys())]
+    return [ledger[record_id] for record_id, seen in fingerprints(known).items()
+            if ledger[record_id].fingerprint == seen]
