@@ -72,6 +72,8 @@ def test_a_rerun_keeps_earlier_decisions_and_asks_only_about_new_or_changed_reco
     run, run_id, asked = paused(source, out)
     assert asked == ["c004", "c009"]
     # A decision kept from the last run is not this run's to change; the command says how to.
+    shown = CliRunner().invoke(app, ["review", "show", str(run_id)]).output
+    assert "2 records to review" in shown and "5 keep an earlier run's decision" in shown
     command = ["review", "approve", str(run_id), "--reject", "c002", "--reviewer", "Ada"]
     refused = CliRunner().invoke(app, command)
     assert refused.exit_code == 2 and "record 'c002' in reject_ids keeps the decision" in refused.output

@@ -58,7 +58,8 @@ def show(run_id: RunId, rows: Annotated[int, typer.Option(help="Records to list"
     typer.echo(f"run {run.id} ({run.name}): {run.state} for {age(run.age_seconds())}; out: {run.out}")
     threshold = f" (quality_score > {request.approve_above})" if request.approve_above is not None else ""
     typer.echo(f"{len(request.to_review)} records to review, {request.flagged} flagged, "
-               f"{len(request.auto_approved)} auto-approved{threshold}, {request.failed} failed")
+               f"{len(request.auto_approved)} auto-approved{threshold}, {request.failed} failed"
+               + (f", {len(request.earlier)} keep an earlier run's decision" if request.earlier else ""))
     records = packet_rows(frame, request.output_fields, request.to_review)
     if records:
         typer.echo(f"\nrecords under review, flagged first ({min(rows, len(records))} of {len(records)}):")
