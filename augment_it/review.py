@@ -191,7 +191,7 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collecti
 
 def _type_name(column: pd.Series) -> str:
     container = _container_kind(column)
-    return {list: 'JSON list (["a", "b"])', dict: 'JSON object ({"a": 1})'}.get(container, str(column.dtype))
+    return {list: 'JSON list ([1, 2])', dict: 'JSON object ({"a": 1})'}.get(container, str(column.dtype))
 
 
 def _container_kind(column: pd.Series) -> type | None:
@@ -203,11 +203,18 @@ def _container_kind(column: pd.Series) -> type | None:
     return kinds.pop() if len(kinds) == 1 and kinds <= {list, dict} else None
 
 
+def _holds_only_text(column: pd.Series) -> bool:
+    """Whether every item of every list in COLUMN is text (tags, names), as a typed `a, b` would be."""
+    items = [item for value in column if not is_missing(value) for item in value]
+    return bool(items) and all(isinstance(item, str) for item in items)
+
+
 def coerce(value: str, column: pd.Series) -> Any:
     """The edit's text as the column's type (int, float, bool) or as text; blank clears the field.
 
     Returns MISFIT when the text cannot be a value of a numeric or boolean column, or is not the
-    JSON list or object a column of lists or objects holds (the sheet shows them as JSON).
+    JSON list or object a column of lists or objects holds (the sheet shows them as JSON). A
+    column of lists of text also takes the items as a spreadsheet user types them: `a, b`.
     """
     text = value.strip()
     if not text:
@@ -216,7 +223,9 @@ def coerce(value: str, column: pd.Series) -> Any:
         try:
             parsed = json.loads(text)
         except ValueError:
-            return MISFIT
+            parsed = MISFIT
+        if container is list and not isinstance(parsed, list) and _holds_only_text(column):
+            return [item.strip() for item in text.split(",") if item.strip()]
         return parsed if isinstance(parsed, container) else MISFIT
     if pd.api.types.is_bool_dtype(column.dtype):
         truth = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}

@@ -202,9 +202,18 @@ def test_an_edit_of_a_list_field_is_read_as_the_json_the_sheet_shows(frame: pd.D
     assert reviewed.set_index("_id").at["a", "tags"] == ["robots", "retail"]
     assert audit[0]["before"] == ["robots"] and audit[0]["after"] == ["robots", "retail"]
 
-    typed = ReviewInput(reviewer="Ada", edits=[RecordEdit(id="a", field="tags", value="robots, retail")])
-    assert decision_problems(typed, frame) == [
-        '\'robots, retail\' is not a valid JSON list (["a", "b"]) for field \'tags\' of record \'a\'']
+    # Typed as a spreadsheet user would: items between commas, for a list of text.
+    edits = [RecordEdit(id="a", field="tags", value="robots, retail"),
+             RecordEdit(id="b", field="tags", value="food")]
+    typed = human_decision(ReviewInput(reviewer="Ada", edits=edits), request_for(frame))
+    assert decision_problems(typed, frame) == []
+    reviewed = apply_decision(frame, typed)[0].set_index("_id")
+    assert reviewed.at["a", "tags"] == ["robots", "retail"] and reviewed.at["b", "tags"] == ["food"]
+    # A list of numbers is not split into text: it takes JSON only.
+    frame["sizes"] = [[1, 2], [3], [], [4]]
+    numbers = ReviewInput(reviewer="Ada", edits=[RecordEdit(id="a", field="sizes", value="1, 5")])
+    assert decision_problems(numbers, frame) == [
+        "'1, 5' is not a valid JSON list ([1, 2]) for field 'sizes' of record 'a'"]
 
 
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
