@@ -1,16 +1,19 @@
 """Earlier review decisions, kept across runs into the same --out so a reviewer decides a record once.
 
-A human's decision is kept per record id with a fingerprint of what the reviewer saw: the
-record's fields and the AI's answer, before any edit. A rerun applies it again, edits included,
-to a record whose fingerprint is unchanged. A new record, a changed one, or a new answer (another
-template or model) is reviewed anew. Decisions by score or by timeout are not kept: they are
-policy, applied afresh each run, and nobody looked at the records.
+A human's decision is kept per record id and fingerprint of what the reviewer saw: the record's
+fields and the AI's answer, before any edit. A rerun applies it again, edits included, to a
+record that reads the same. A new record, a changed one, or a new answer (another template or
+model) is reviewed anew. Each version keeps its own decision: rejecting a run whose answers were
+missing (no key) does not undo the decisions on the answers a later run gets back from the
+cache. Decisions by score or by timeout are not kept: they are policy, applied afresh each run,
+and nobody looked at the records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import pandas as pd
@@ -55,23 +58,28 @@ def fingerprints(frame: pd.DataFrame) -> dict[str, str]:
     return {str(row[ID]): fingerprint(row) for row in frame.to_dict(orient="records")}
 
 
-def read_ledger(out: str) -> dict[str, EarlierDecision]:
-    """The decisions kept under OUT, by record id; empty before the first human review."""
+Ledger = dict[tuple[str, str], EarlierDecision]  # by (record id, fingerprint)
+
+
+def read_ledger(out: str) -> Ledger:
+    """The decisions kept under OUT; empty before the first human review."""
     path = RunLayout(out).review_ledger
     if not exists(path):
         return {}
-    decisions = (EarlierDecision.model_validate(item) for item in read_json(path))
-    return {d.id: d for d in decisions}
+    return keyed(EarlierDecision.model_validate(item) for item in read_json(path))
 
 
-def write_ledger(out: str, ledger: dict[str, EarlierDecision]) -> None:
+def keyed(decisions: Iterable[EarlierDecision]) -> Ledger:
+    return {(d.id, d.fingerprint): d for d in decisions}
+
+
+def write_ledger(out: str, ledger: Ledger) -> None:
     write_json([d.model_dump() for d in ledger.values()], RunLayout(out).review_ledger)
 
 
-def still_valid(ledger: dict[str, EarlierDecision], frame: pd.DataFrame) -> list[EarlierDecision]:
-    """The kept decisions whose record is in FRAME and reads as it did when it was decided."""
+def still_valid(ledger: Ledger, frame: pd.DataFrame) -> list[EarlierDecision]:
+    """The kept decisions on records in FRAME as they read now."""
     if not ledger or frame.empty:
         return []
-    known = frame[frame[ID].astype(str).isin(ledger.keys())]
-    return [ledger[record_id] for record_id, seen in fingerprints(known).items()
-            if ledger[record_id].fingerprint == seen]
+    known = frame[frame[ID].astype(str).isin({record_id for record_id, _ in ledger})]
+    return [ledger[key] for key in fingerprints(known).items() if key in ledger]

@@ -20,7 +20,7 @@ from augment_it.review import (
     reviewable,
     split_by_score,
 )
-from augment_it.review_ledger import EarlierDecision, read_ledger, still_valid, write_ledger
+from augment_it.review_ledger import EarlierDecision, keyed, read_ledger, still_valid, write_ledger
 from augment_it.sheet import review_sheet, sheet_csv
 
 
@@ -90,5 +90,5 @@ async def save_decision(out: str, decision: ReviewDecision, frame: pd.DataFrame,
     layout = RunLayout(out)
     write_json(decision.model_dump(), layout.decision)
     if kept := decisions_to_keep(decision, frame, shown_ids):
-        write_ledger(out, read_ledger(out) | {d.id: d for d in kept})
+        write_ledger(out, read_ledger(out) | keyed(kept))
     return layout.decision

@@ -94,12 +94,17 @@ def test_a_rerun_keeps_earlier_decisions_and_asks_only_about_new_or_changed_reco
     assert kept == {("c002", "rejected", "Grace", "earlier"), ("c003", "approved", "Grace", "earlier"),
                     ("c003", "edit", "Grace", "earlier")}
 
-    # Nothing new: no pause (it would expire after 30 s). Without a human, a human's rejection stands.
+    # c004 back as it was: Grace's decision on that version stands beside Ada's on the other one.
+    # So nothing is new: no pause (it would expire after 30 s). Without a human, a human's
+    # rejection stands.
+    source.write_text(source.read_text().replace("in 15 cities", "in 14 cities"))
     for policy in ("ui", "auto"):
         summary = run_pipeline(source, TEMPLATE, out, id_column="company_id", settings=NO_MODEL,
                                review_policy=policy, review_timeout=30).result()
         assert summary["review"]["status"] == "auto" and summary["review"]["earlier_decisions"] == 7
         assert sorted(assert_every_record_once(out, summary)["rejected"]) == ["c002"]
+        exported = pd.read_parquet(out / "exported.parquet").set_index("_id")
+        assert exported.at["c004", "reviewed_by"] == "Grace"
     run, run_id, asked = paused(source, out, review_again=True)
     summary = finished(run, run_id, {"approve": True, "reviewer": "Lin"})
     assert asked == ["c001", "c002", "c003", "c004", "c005", "c008", "c009"]
