@@ -128,16 +128,24 @@ class ModelCaller:
                 return hit
         if self._refused is not None:
             self.stats.not_sent += 1
-            raise ProviderError(f"not sent: an earlier call was refused, as every call of this run would be "
-                                f"({self._refused})", retryable=False, status=self._refused.status,
-                                run_wide=True)
+            why = ("no call of this run could reach the provider" if self._refused.unreachable
+                   else "an earlier call was refused, as every call of this run would be")
+            raise ProviderError(f"not sent: {why} ({self._refused})", retryable=False,
+                                status=self._refused.status, run_wide=True)
         retrying = AsyncRetrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(_retryable), reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    self.stats.retries += 1
-                reply = await self._send(request)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self.stats.retries += 1
+                    reply = await self._send(request)
+        except ProviderError as exc:
+            # Retries spent and no call of the run ever connected: a wrong base URL or a server
+            # that is down, which the remaining records would each spend their retries on too.
+            if exc.unreachable and self.stats.answered == 0 and self._refused is None:
+                self._refused = exc
+            raise
         if self.cache is not None and reply.incomplete is None:  # a cut-off answer is asked again
             self.cache.put(key, request.provider, request.model, reply)
         return reply

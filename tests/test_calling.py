@@ -99,6 +99,30 @@ def test_after_a_refusal_every_call_would_get_the_rest_are_not_sent(tmp_path) ->
     assert (caller.stats.sent, caller.stats.not_sent, caller.stats.cache_hits) == (1, 2, 1)
 
 
+def test_a_provider_no_call_ever_reached_is_not_called_for_the_rest() -> None:
+    """A wrong base URL or a server that is down: each record would spend all its retries."""
+    def down() -> ProviderError:
+        return ProviderError("queued: connection failed", retryable=True, unreachable=True)
+
+    async def outcomes(caller: ModelCaller) -> list[str]:
+        said = []
+        for prompt in ("a", "b", "c"):
+            try:
+                said.append((await caller.call(request(prompt))).text)
+            except ProviderError as exc:
+                said.append(str(exc))
+        return said
+
+    never = ModelCaller(QueuedProvider(*(down() for _ in range(6))), FAST)
+    assert asyncio.run(outcomes(never)) == ["queued: connection failed"] + 2 * [
+        "not sent: no call of this run could reach the provider (queued: connection failed)"]
+    assert (never.stats.sent, never.stats.not_sent) == (6, 2)
+    # Once a call was answered, a lost connection is an outage of the moment: each record retries.
+    reached = ModelCaller(QueuedProvider("fine", *(down() for _ in range(12))), FAST)
+    assert asyncio.run(outcomes(reached)) == ["fine", *2 * ["queued: connection failed"]]
+    assert reached.stats.not_sent == 0
+
+
 def test_an_unforeseen_error_fails_its_record_not_the_chunk() -> None:
     from augment_it.pricing import PriceTable
     from augment_it.processing import ModelPlan, augment_records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +127,28 @@ def test_a_refused_key_fails_every_record_after_one_call_and_a_rerun_sends_them(
     summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id",
                            settings=settings).result()
     assert summary["exported"] == 6 and summary["failed"] == 0 and llm.total_requests == 7
+
+
+def test_a_base_url_nothing_answers_fails_every_record_after_one_records_retries(
+        llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong port in OPENAI_BASE_URL: the records did not each spend their retries on it."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{free.getsockname()[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", closed)
+    settings = ProcessSettings(call={"concurrency": 1, "backoff_initial": 0.01, "backoff_max": 0.05})
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id",
+                           settings=settings).result()
+    assert summary["failed"] == 6 and summary["provider_calls"]["not_sent"] == 5
+    assert summary["provider_calls"]["sent"] == 6  # one record's attempts
+    reasons = pd.read_parquet(tmp_path / "a" / "failed.parquet")["_reason"].tolist()
+    unreachable = f"openai: cannot connect to {closed}/chat/completions: Cannot connect to host 127.0.0.1:"
+    assert sum(r.startswith(unreachable) for r in reasons) == 1
+    assert sum(r.startswith("not sent: no call of this run could reach the provider") for r in reasons) == 5
+    monkeypatch.setenv("OPENAI_BASE_URL", llm.openai_base_url)  # fixed: the rerun sends them all
+    summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id",
+                           settings=settings).result()
+    assert summary["exported"] == 6 and summary["failed"] == 0 and llm.total_requests == 6
 
 
 def test_a_template_with_an_undefined_variable_fails_records_not_the_run(llm, tmp_path: Path) -> None:

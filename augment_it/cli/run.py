@@ -131,8 +131,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
             f"({calls.get('rate_limited', 0)} rate-limited); errors: {calls.get('errors') or 'none'}",
             markup=False)  # errors quote the provider's text
         if not_sent := calls.get("not_sent"):
-            console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider refused the key, the model "
-                          "or the quota, as it would every call; a rerun sends them")
+            console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider could not be reached, or "
+                          "refused the key, the model or the quota, as it would every call; a rerun "
+                          "sends them")
     if earlier := summary["review"].get("earlier_decisions"):
         console.print(f"review: {earlier} record(s) kept the decision a reviewer made in an earlier run "
                       "(--review-again to decide them anew)")

@@ -117,12 +117,13 @@ class ProviderError(Exception):
     every other call of the run would get the same answer, whatever its record."""
 
     def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
-                 status: int | None = None, run_wide: bool = False) -> None:
+                 status: int | None = None, run_wide: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
         self.run_wide = run_wide
+        self.unreachable = unreachable  # no connection (refused, unknown host): not a slow answer
 
 
 def answer_object(data: object, provider: str, answer_field: str) -> dict[str, Any]:
@@ -163,8 +164,18 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
+# The transport errors (httpx's, or httpx2's in newer SDKs: matched by name) of a connection never made.
+NO_CONNECTION = frozenset({"ConnectError", "ConnectTimeout"})
+
+
 def provider_error(exc: Exception, sdk: ModuleType, provider: str) -> ProviderError:
     """Map an official SDK's exception (openai, anthropic and groq share the same shapes)."""
+    if isinstance(exc, sdk.APIConnectionError) and type(exc.__cause__).__name__ in NO_CONNECTION:
+        # No connection was made (refused, unknown host; the aiohttp transport reports even a refusal
+        # as ConnectTimeout), where the SDK says only "Connection error." or "Request timed out.":
+        # a user with a wrong OPENAI_BASE_URL needs the address and the reason.
+        return ProviderError(f"{provider}: cannot connect to {_endpoint(exc.request.url)}: {exc.__cause__}",
+                             retryable=True, unreachable=True)
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderError(f"{provider}: request timed out", retryable=True)
     if isinstance(exc, sdk.APIConnectionError):
