@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 
 import anyio
@@ -36,6 +37,8 @@ DEFAULT_TIMEOUT = 24 * 3600
 POLL_SECONDS = 5  # how soon a paused run notices it was resumed
 SERVER_GRACE = 120  # seconds the server's pause timeout exceeds ours (see ask_reviewer)
 EXPIRED = "ReviewExpired"  # the name of the state a review run ends in when nobody decided
+# `augment run` names here the temporary server it started for a run (augment_it/cli/local_server.py).
+TEMPORARY_API_ENV = "AUGMENT_TEMPORARY_PREFECT_API"
 
 
 class ReviewForm(RunInput, ReviewInput):
@@ -70,12 +73,8 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         request = await request_review(out, frame, run_id, api_url, approve_above,
                                        timeout_seconds, timeout_outcome, [kept.id for kept in earlier])
         summary = await publish_review_packet(frame, request)
-        # A run started without PREFECT_API_URL reports to a temporary server that only it knows.
-        ui, shell = ("", "") if PREFECT_API_URL.value() else (
-            f" at {api_url.removesuffix('/api')} (this run's temporary server)",
-            f"export PREFECT_API_URL={api_url}, then ")
-        print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: use the "
-              f"Prefect UI{ui}, or from a shell {shell}`augment review show {run_id}` and "
+        print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: "
+              f"{where_to_review(api_url)}`augment review show {run_id}` and "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
         given = await ask_reviewer(frame, summary, timeout_seconds, request.earlier)
         decision = human_decision(given, request) if given else expired_decision(request)
@@ -86,6 +85,16 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         get_run_logger().warning(message)
         return Completed(name=EXPIRED, message=message, data=location)
     return Completed(message=f"{decision.source} decision by {decision.reviewer}", data=location)
+
+
+def where_to_review(api_url: str) -> str:
+    """How a reviewer reaches this run: a run started without PREFECT_API_URL reports to a
+    temporary server that only it knows (`augment run`'s serves the UI; Prefect's own does not)."""
+    shell = f"from a shell export PREFECT_API_URL={api_url}, then "
+    if os.environ.get(TEMPORARY_API_ENV) == api_url:
+        ui = api_url.removesuffix("/api")
+        return f"use the Prefect UI at {ui} (this run's temporary server), or {shell}"
+    return shell if not PREFECT_API_URL.value() else "use the Prefect UI, or from a shell "
 
 
 async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int,

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.test_cli_interrupt import command_servers
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 400
 TEMPLATE = """name: resume
@@ -31,7 +33,9 @@ def test_kill_9_half_way_then_rerun_sends_only_unanswered_prompts(llm, tmp_path:
                "-t", str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / "out"),
                "--concurrency", "8"]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    # A group of its own, so the kill takes the run's embedded Prefect server with it, as a crash would.
+    # A group of its own, as a terminal's job; the run's temporary Prefect server, in a session of
+    # its own, stops itself once the run is gone.
+    servers = command_servers()
     first = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -43,6 +47,10 @@ def test_kill_9_half_way_then_rerun_sends_only_unanswered_prompts(llm, tmp_path:
     time.sleep(0.5)  # requests in flight at the kill finish (or are dropped) on the server side
     answered_before = llm.stats()["answered"]
     assert answered_before < RECORDS
+    deadline = time.time() + 10
+    while command_servers() - servers:
+        assert time.time() < deadline, "the killed run's temporary server outlived it"
+        time.sleep(0.2)
 
     rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -138,6 +139,10 @@ def test_a_run_on_its_temporary_server_can_be_reviewed_from_another_shell(tmp_pa
             time.sleep(0.2)
         request = json.loads(pending.read_text())
         assert request["api_url"].startswith("http://127.0.0.1:")
+        # Its UI, where the review form is (Prefect's own temporary server serves none).
+        page = httpx.get(f"{request['api_url'].removesuffix('/api')}/runs/flow-run/{request['flow_run_id']}",
+                         headers={"Accept": "text/html"}, timeout=30)  # as a browser asks
+        assert page.status_code == 200 and "<!DOCTYPE html>" in page.text
         approve = subprocess.run([*command, "review", "approve", request["flow_run_id"], "--reviewer", "Ada"],
                                  env={**env, "PREFECT_API_URL": request["api_url"]}, capture_output=True,
                                  text=True, timeout=120)
@@ -146,6 +151,8 @@ def test_a_run_on_its_temporary_server_can_be_reviewed_from_another_shell(tmp_pa
     finally:
         run.kill()
     assert run.returncode == 0, printed[-2000:]
-    assert f"export PREFECT_API_URL={request['api_url']}, then `augment review show" in printed
+    ui = request["api_url"].removesuffix("/api")
+    assert f"use the Prefect UI at {ui} (this run's temporary server), or from a shell " \
+        f"export PREFECT_API_URL={request['api_url']}, then `augment review show" in printed
     assert json.loads((out / "summary.json").read_text())["exported"] == 6
 

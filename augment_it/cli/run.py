@@ -67,17 +67,26 @@ def run(
     settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
                                call=call)
     check_inputs(source, template, settings, out, to)
+    from augment_it.cli.local_server import prefect_api
     from flows.pipeline import augment_pipeline
 
-    with ProgressBar(console) as bar:
-        progress.report_to(bar)
-        state = asyncio.run(augment_pipeline(
-            source=source, template=template, out=str(Path(out)) if "://" not in out else out,
-            review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
-            settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
-            review_timeout_outcome=review_timeout_outcome, review_again=review_again,
-        ))
-        progress.report_to(None)
+    try:
+        with prefect_api(), ProgressBar(console) as bar:
+            progress.report_to(bar)
+            state = asyncio.run(augment_pipeline(
+                source=source, template=template, out=str(Path(out)) if "://" not in out else out,
+                review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
+                settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
+                review_timeout_outcome=review_timeout_outcome, review_again=review_again,
+            ))
+            progress.report_to(None)
+    except UserInputError as exc:  # no temporary server could start
+        fail(str(exc))
+    except KeyboardInterrupt:
+        kept = "finished chunks are kept" if no_cache else "every answer received is kept"
+        console.print(f"[yellow]interrupted[/yellow]: {kept}; the same command goes on from there "
+                      "without paying for them again")
+        raise typer.Exit(130) from None
     if not state.is_completed():
         fail(str(state.message))
     summary = state.result()

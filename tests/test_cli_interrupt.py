@@ -1,0 +1,64 @@
+"""`augment run` started without PREFECT_API_URL: Ctrl-C ends it at once, its server with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = """name: interrupt
+model: gpt-4o-mini
+prompt: "Label record {{ id }}"
+output: {label: string}
+"""
+
+
+def command_servers() -> set[int]:
+    """Pids of the Prefect servers `augment run` starts for itself (augment_it/cli/server_process)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"augment_it.cli.server_process" in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_run_at_once_and_its_temporary_server_with_it(llm, tmp_path: Path) -> None:
+    """Prefect's own temporary server shared the terminal's Ctrl-C: it stopped first, and the run
+    spent a minute failing to report its end to it, then exited 1 under a wall of tracebacks."""
+    llm.configure(latency=1.0)
+    source = tmp_path / "records.csv"
+    source.write_text("id\n" + "".join(f"r{i}\n" for i in range(200)))
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    before = command_servers()
+    # A group of its own, as a terminal's foreground job: Ctrl-C signals the whole group.
+    run = subprocess.Popen([sys.executable, "-m", "augment_it.cli.main", "run", str(source), "-t",
+                            str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / "out"),
+                            "--concurrency", "4"], cwd=ROOT, env=env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while llm.stats()["answered"] < 8:
+            assert run.poll() is None and time.time() < deadline, "the run ended before its calls"
+            time.sleep(0.1)
+        assert len(command_servers() - before) == 1
+        os.killpg(run.pid, signal.SIGINT)
+        printed, _ = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 130, printed[-3000:]
+    assert "interrupted: every answer received is kept; the same command goes on" in printed
+    assert "Error logging to API" not in printed and "Traceback" not in printed, printed[-3000:]
+    assert command_servers() - before == set()
