@@ -8,6 +8,7 @@ mapped back to row indexes, so each quarantined record names its row and field.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
 import uuid
@@ -199,6 +200,9 @@ def _import_great_expectations() -> ModuleType:
     rendering charts) at its top: over a second of CPU, half of what importing GX costs, before
     any record is checked. They stay importable and load if anything touches them."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # Each ephemeral context announces the temporary folder of a docs site nobody builds, at INFO,
+    # on every run's terminal.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     with deferring("scipy.stats", "altair"):
         import great_expectations as gx
     return gx
