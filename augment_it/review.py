@@ -279,6 +279,8 @@ def apply_decision(frame: pd.DataFrame,
     edits += [(edit, decision.reviewer, decision.source, when) for edit in decision.edits]
     for edit, reviewer, source, edited_at in edits:
         index = position[edit.id]
+        if edit.field not in out.columns:  # an earlier edit filled a field this run's template lacks
+            out[edit.field] = pd.Series(None, index=out.index, dtype=object)
         before = out.at[index, edit.field]
         after = coerce(edit.value, out[edit.field])
         if after is MISFIT:  # decision_problems refuses these; kept as text if one gets here

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from augment_it.cli.main import app
-from augment_it.review import RecordEdit, ReviewDecision, auto_decision, decisions_to_keep
-from augment_it.review_ledger import fingerprint
+from augment_it.review import RecordEdit, ReviewDecision, apply_decision, auto_decision, decisions_to_keep
+from augment_it.review_ledger import EarlierDecision, fingerprint
 from augment_it.settings import ProcessSettings
 from tests.conftest import EXAMPLES
 from tests.pipeline import (
@@ -136,3 +136,15 @@ def test_the_ledger_keeps_what_the_human_decided_and_nothing_a_policy_did() -> N
     assert kept == {"a": ("rejected", {}), "b": ("rejected", {}), "c": ("rejected", {}),
                     "d": ("approved", {"summary": "four"})}
     assert decisions_to_keep(auto_decision(frame, None), frame, []) == []
+
+
+def test_an_earlier_edit_of_a_field_this_run_lacks_fills_it_rather_than_failing_the_export() -> None:
+    """The field was empty when reviewed (so not in the fingerprint) and this template has no such output."""
+    frame = pd.DataFrame({"_id": ["a"], "_ai_status": "ok", "summary": ["Robots"]})
+    kept = EarlierDecision(id="a", fingerprint=fingerprint(frame.iloc[0].to_dict()), status="approved",
+                           reviewer="Grace", decided_at="2026-11-01T09:00:00+00:00",
+                           edits={"notes": "checked"})
+    reviewed, audit = apply_decision(frame, auto_decision(frame, None).model_copy(update={"earlier": [kept]}))
+    assert reviewed.iloc[0]["notes"] == "checked" and reviewed.iloc[0]["reviewed_by"] == "Grace"
+    assert audit[0] == {"id": "a", "action": "edit", "field": "notes", "before": None, "after": "checked",
+                        "reviewer": "Grace", "source": "earlier", "at": "2026-11-01T09:00:00+00:00"}
