@@ -62,7 +62,7 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     todo = records if done is None else unanswered(done, records) if plan.caller else []
     progress.advance(len(records) - len(todo))
     if done is not None and not todo:
-        return {**chunk_counts(done), "part": part, "resumed": True}
+        return {**chunk_counts(done, asked=set()), "part": part, "resumed": True}
     augmented = await augment_records(todo, template, plan, prices, rank)
     if done is not None:  # the part's answered records, and the others asked again
         by_id = {r[ID]: r for r in [*plain_records(done[done[AI_STATUS] == "ok"]), *augmented]}
@@ -72,7 +72,7 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     # also when all are unknown
     frame = frame.astype({c: "Int64" for c in ("_input_tokens", "_cached_input_tokens", "_output_tokens")})
     write_frame(frame, part)
-    return {**chunk_counts(frame), "part": part, "resumed": done is not None}
+    return {**chunk_counts(frame, asked={r[ID] for r in todo}), "part": part, "resumed": done is not None}
 
 
 def unanswered(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,21 +82,25 @@ def unanswered(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[s
     return [r for r in records if r[ID] not in answered]
 
 
-def chunk_counts(frame: pd.DataFrame) -> dict[str, Any]:
+def chunk_counts(frame: pd.DataFrame, asked: set[str] | None = None) -> dict[str, Any]:
+    """The chunk's records by status, and what this run paid for the records it ASKED about (all
+    by default): the answers a resumed part kept were paid by the run that wrote them, and their
+    rows keep that cost."""
     status = frame[AI_STATUS].value_counts().to_dict()
+    paid = frame if asked is None else frame[frame[ID].isin(asked)]
     # Tokens and cost are null together where the provider did not report usage; the totals are
     # over the other records, and how many were left out is counted beside them.
-    with_usage = frame["_input_tokens"].notna()
-    costs = frame.loc[with_usage, "_cost_usd"]  # null there only for a model with no price
+    with_usage = paid["_input_tokens"].notna()
+    costs = paid.loc[with_usage, "_cost_usd"]  # null there only for a model with no price
     return {
         "records": len(frame),
         "ids": len(set(frame[ID])),
         "ok": int(status.get("ok", 0)), "failed": int(status.get("failed", 0)),
         "skipped": int(status.get("skipped", 0)),
-        "input_tokens": int(frame["_input_tokens"].sum()),
+        "input_tokens": int(paid["_input_tokens"].sum()),
         # A part written before the column existed (resumed after an upgrade) counts none.
-        "cached_input_tokens": int(frame.get("_cached_input_tokens", pd.Series(dtype="Int64")).sum()),
-        "output_tokens": int(frame["_output_tokens"].sum()),
+        "cached_input_tokens": int(paid.get("_cached_input_tokens", pd.Series(dtype="Int64")).sum()),
+        "output_tokens": int(paid["_output_tokens"].sum()),
         "cost_usd": None if costs.isna().any() else float(costs.sum()),
         "records_without_usage": int((~with_usage).sum()),
         "cached": int(frame["_cached"].sum()),

@@ -49,6 +49,13 @@ def test_a_rerun_is_answered_from_the_cache(llm, tmp_path: Path) -> None:
     assert calls == 6 and llm.total_requests == 6, "a rerun sent requests again"
     assert second["provider_calls"]["cache_hits"] == 6 and second["cost_usd"] == 0
     assert first["exported"] == second["exported"] == 6
+    # Into the same --out, the finished part is resumed: its answers were paid by the first run,
+    # which the summary counted; their rows keep what they cost.
+    resumed = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id").result()
+    assert resumed["provider_calls"]["answered"] == resumed["provider_calls"]["cache_hits"] == 0
+    assert resumed["cost_usd"] == 0 and resumed["tokens"] == {"input": 0, "output": 0, "cached_input": 0}
+    paid = pd.read_parquet(tmp_path / "a" / "exported.parquet")["_cost_usd"].sum()
+    assert first["cost_usd"] > 0 and paid == pytest.approx(first["cost_usd"], abs=1e-6)
     # --no-cache asks again, even into an --out whose finished parts hold every answer.
     third = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "b", id_column="company_id",
                          settings=ProcessSettings(use_cache=False)).result()

@@ -122,7 +122,7 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
     tokens, cost = summary["tokens"], summary["cost_usd"]
     cached = tokens.get("cached_input")
     cached = f" ({cached} from the provider's prompt cache)" if cached else ""
-    console.print(f"tokens: {tokens['input']} in{cached}, {tokens['output']} out; cost: "
+    console.print(f"paid this run: {tokens['input']} tokens in{cached}, {tokens['output']} out; cost: "
                   + (f"${cost:.4f}" if cost is not None else "unknown (model not in the price table)"))
     if unknown := summary.get("records_without_usage"):
         console.print(f"[yellow]{unknown} record(s) answered without token usage[/yellow] "
