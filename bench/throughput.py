@@ -257,6 +257,7 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while (at_kill := standin.stats()["answered"]) < scenario.records // 2:
         time.sleep(0.05)
+    killed_at = time.monotonic()  # the stand-in's clock too (CLOCK_MONOTONIC)
     process.kill()  # SIGKILL: no cleanup, no flush beyond what was already committed
     process.wait()
     first = standin.stats()["answered"]
@@ -267,6 +268,10 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
     # still count answers as delivered after SIGKILL: those prompts are re-sent by any client.
     return {"answered_before_kill": first, "answered_after_sigkill": first - at_kill,
             "resent_beyond_those": max(0, stats["duplicates"] - (first - at_kill)),
+            # For each prompt answered twice, how long before the kill its first answer was written
+            # (negative: after it): a few ms is an answer still in transit, unread or uncommitted.
+            "resent_first_answered_ms_before_kill": [round((killed_at - t) * 1000, 1)
+                                                     for t in stats["duplicates_first_answered"]],
             "answered_total": stats["answered"],
             "distinct_prompts": stats["unique_prompts"], "duplicate_calls": stats["duplicates"],
             "rerun_seconds": round(seconds, 2), "rerun_exit": code, "exported": summary["exported"],

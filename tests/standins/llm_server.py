@@ -575,6 +575,7 @@ class StandinServer:
         self._status: Counter[int] = Counter()
         self._kinds: Counter[str] = Counter()
         self._calls: Counter[tuple[str, str]] = Counter()
+        self._first_answered: dict[tuple[str, str], float] = {}  # time.monotonic() of each prompt's first 200
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self._window: deque[float] = deque()
         # (arrived, answered, status) per request on CLOCK_MONOTONIC, which other processes on
@@ -639,6 +640,11 @@ class StandinServer:
                 "answered": answered,
                 "unique_prompts": len(self._calls),
                 "duplicates": sum(n - 1 for n in self._calls.values() if n > 1),
+                # When the prompts answered more than once were first answered (time.monotonic(),
+                # shared by the processes of this machine): a benchmark that killed its client
+                # tells answers in transit at the kill from prompts re-sent for no reason.
+                "duplicates_first_answered": sorted(self._first_answered[p] for p, n in self._calls.items()
+                                                    if n > 1),
                 "seconds": round(time.monotonic() - self._started_at, 3),
                 "config": asdict(self.config),
             }
@@ -947,7 +953,9 @@ class StandinServer:
                             media_type="application/json")
         with self._lock:
             # The whole conversation is the request: a repair turn differs from the first ask.
-            self._calls[(kind, _all_text(body))] += 1
+            prompt = (kind, _all_text(body))
+            self._calls[prompt] += 1
+            self._first_answered.setdefault(prompt, time.monotonic())
         return self._json(payload, 200, limits)
 
     @staticmethod
