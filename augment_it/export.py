@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -38,6 +39,22 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join([*lines, *(["", "## Why", "", *why] if why else [])])
 
 
+# What differs between reasons of one kind: an answer quoted at length, a provider's request id.
+PER_RECORD = re.compile(r"""'[^']{40,}'|"[^"]{40,}"|(?<=request ID )[\w-]+|\breq_\w+""", re.IGNORECASE)
+
+
+def commonest_reasons(reasons: pd.Series, top: int = 3) -> dict[str, int]:
+    """The TOP reasons records failed, with how many failed so.
+
+    Reasons alike but for what differs per record (PER_RECORD) count as one, shown with `…` in
+    its place; a reason shared word for word is shown whole. Without this, every record whose
+    answer was not JSON, or that got an HTTP 500 naming its request id, was a reason of its own.
+    """
+    kinds = reasons.map(lambda reason: PER_RECORD.sub("…", reason))
+    shown = {kind: group.iloc[0] if group.nunique() == 1 else kind for kind, group in reasons.groupby(kinds)}
+    return {shown[kind]: int(count) for kind, count in kinds.value_counts().head(top).items()}
+
+
 def shown_reason(reason: str) -> str:
     """A reason as the command and the artifact show it: its first 300 characters (one that
     quotes an answer can be long; the files hold it whole)."""
@@ -69,10 +86,8 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "provider_calls": process_report.get("calls", {}),
         "ai": process_report.get("ai", {}),
         # Why records went wrong, to read without opening a Parquet file: the commonest reasons
-        # records failed (reasons that quote an answer differ per record), and the first
-        # quarantined ones (each names its own row).
-        "failure_reasons": outcomes["failed"][REASON].value_counts().head(3).to_dict()
-        if counts["failed"] else {},
+        # records failed, and the first quarantined ones (each names its own row).
+        "failure_reasons": commonest_reasons(outcomes["failed"][REASON]) if counts["failed"] else {},
         "quarantine_reasons": outcomes["quarantined"][REASON].head(3).tolist()
         if counts["quarantined"] else [],
     }

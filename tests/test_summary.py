@@ -1,0 +1,25 @@
+"""summary.json's reasons: what a user reads to learn why records failed, without opening a file."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from augment_it.export import commonest_reasons
+
+
+def test_reasons_that_differ_only_by_record_count_as_one() -> None:
+    """Every record whose answer was not JSON, or that got an HTTP 500 naming its request id, was a
+    reason of its own: the top three said '1x' and the other failures were not in the summary."""
+    answers = [f"answer is not the JSON object asked for: 'I am sorry, but record {i} has no website "
+               "I could read' (also after one repair attempt)" for i in range(5)]
+    server = [f"openai: HTTP 500: The server had an error while processing your request. (Please include "
+              f"the request ID {rid} in your message.) (after retries)" for rid in ("req_1a2b", "req_9z8y")]
+    fields = ["template 't' needs field 'website', which this record lacks"] * 2 + [
+        "template 't' needs field 'name', which this record lacks"]
+    assert commonest_reasons(pd.Series(answers + server + fields)) == {
+        "answer is not the JSON object asked for: … (also after one repair attempt)": 5,
+        "openai: HTTP 500: The server had an error while processing your request. (Please include the "
+        "request ID … in your message.) (after retries)": 2,
+        # Names are short: a reason shared word for word is shown whole, one that names another
+        # field is another reason.
+        "template 't' needs field 'website', which this record lacks": 2}
