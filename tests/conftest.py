@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+# `augment run` in a subprocess starts a temporary Prefect server on PREFECT_HOME's database: a
+# test's run killed while paused would otherwise wait in the developer's `augment review list`.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="augment-it-tests-prefect-")
 
 import pytest
+
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parent.parent / "examples"
