@@ -1,4 +1,4 @@
-"""`augment run` started without PREFECT_API_URL: Ctrl-C ends it at once, its server with it."""
+"""`augment run` started without PREFECT_API_URL: Ctrl-C or SIGTERM ends it at once, its server with it."""
 
 from __future__ import annotations
 
@@ -34,9 +34,13 @@ def command_servers() -> set[int]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_the_run_at_once_and_its_temporary_server_with_it(llm, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                      (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_ends_the_run_at_once_and_its_temporary_server_with_it(
+        signum: int, code: int, said: str, llm, tmp_path: Path) -> None:
     """Prefect's own temporary server shared the terminal's Ctrl-C: it stopped first, and the run
-    spent a minute failing to report its end to it, then exited 1 under a wall of tracebacks."""
+    spent a minute failing to report its end to it, then exited 1 under a wall of tracebacks.
+    SIGTERM (a service manager, `timeout`) ended it with Prefect's TerminationSignal traceback."""
     llm.configure(latency=1.0)
     source = tmp_path / "records.csv"
     source.write_text("id\n" + "".join(f"r{i}\n" for i in range(200)))
@@ -54,11 +58,15 @@ def test_ctrl_c_ends_the_run_at_once_and_its_temporary_server_with_it(llm, tmp_p
             assert run.poll() is None and time.time() < deadline, "the run ended before its calls"
             time.sleep(0.1)
         assert len(command_servers() - before) == 1
-        os.killpg(run.pid, signal.SIGINT)
+        # Ctrl-C signals the terminal's whole foreground group; a service manager its main process.
+        if signum == signal.SIGINT:
+            os.killpg(run.pid, signum)
+        else:
+            os.kill(run.pid, signum)
         printed, _ = run.communicate(timeout=30)
     finally:
         run.kill()
-    assert run.returncode == 130, printed[-3000:]
-    assert "interrupted: every answer received is kept; the same command goes on" in printed
+    assert run.returncode == code, printed[-3000:]
+    assert f"{said}: every answer received is kept; the same command goes on" in printed
     assert "Error logging to API" not in printed and "Traceback" not in printed, printed[-3000:]
     assert command_servers() - before == set()

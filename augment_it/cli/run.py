@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prefect.exceptions import TerminationSignal
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -82,11 +83,13 @@ def run(
             progress.report_to(None)
     except UserInputError as exc:  # no temporary server could start
         fail(str(exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TerminationSignal) as exc:  # Ctrl-C; SIGTERM, which Prefect raises as this
+        terminated = isinstance(exc, TerminationSignal)
+        stopped, code = ("terminated", 128 + exc.signal) if terminated else ("interrupted", 130)
         kept = "finished chunks are kept" if no_cache else "every answer received is kept"
-        console.print(f"[yellow]interrupted[/yellow]: {kept}; the same command goes on from there "
+        console.print(f"[yellow]{stopped}[/yellow]: {kept}; the same command goes on from there "
                       "without paying for them again")
-        raise typer.Exit(130) from None
+        raise typer.Exit(code) from None
     if not state.is_completed():
         fail(str(state.message))
     summary = state.result()
