@@ -18,7 +18,8 @@ from flows.collect import collect
 from flows.export import export
 from flows.process import process
 from flows.review import DEFAULT_TIMEOUT, review
-from tasks.failures import StageStopped, fails_cleanly
+from tasks.export import check_destination
+from tasks.failures import StageStopped, aoutcome, fails_cleanly
 
 StageMode = Literal["subflows", "deployments"]
 
@@ -58,6 +59,8 @@ async def augment_pipeline(
     A rerun into the same OUT asks a reviewer only about new or changed records, unless REVIEW_AGAIN.
     """
     settings = settings or ProcessSettings()
+    if destination:  # a deployment run from the UI has had no CLI check it
+        await aoutcome(check_destination(destination, return_state=True))
     await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
     await run_stage(process, stages, out=out, template=template,
                     settings=settings.model_dump() if stages == "deployments" else settings)

@@ -57,6 +57,14 @@ async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: 
     return summary
 
 
+@task(name="check-destination", cache_policy=NO_CACHE)
+@fails_cleanly
+async def check_destination(destination: str) -> None:
+    """Refuse a destination that cannot be written (unknown scheme, malformed URI, no credentials)
+    before any model call is paid for; the CLI checks the same before it starts a flow."""
+    open_sink(destination)
+
+
 @task(name="write-to-destination", cache_policy=NO_CACHE)  # each sink retries its own requests
 @fails_cleanly
 async def write_to_destination(out: str, destination: str, exported: pd.DataFrame,

@@ -177,6 +177,15 @@ def test_a_deployed_run_with_an_unusable_price_file_stops_before_any_call(llm, t
     assert llm.total_requests == 0
 
 
+def test_a_deployed_run_with_a_destination_it_cannot_write_stops_before_any_call(llm, tmp_path: Path) -> None:
+    """It failed at export, after the model had been paid for every record."""
+    state = run_pipeline(EXAMPLES / "data" / "companies.csv", TEMPLATE, tmp_path / "out",
+                         id_column="company_id", destination="airtable://appNOTABASE")
+    assert state.is_failed()
+    assert "airtable://appNOTABASE" in state.message and llm.total_requests == 0
+    assert not (tmp_path / "out" / ".augment").exists()
+
+
 def test_cli_error_keeps_a_long_odd_path_whole_on_one_line(tmp_path: Path) -> None:
     """Rich would wrap at 80 columns and read `[...]` as markup; a path must survive both."""
     from typer.testing import CliRunner
