@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -241,6 +241,35 @@ def coerce(value: str, column: pd.Series) -> Any:
     return value
 
 
+class Verdict(NamedTuple):
+    """How one record was decided: the review columns and the audit row's source."""
+
+    status: str
+    reviewer: str
+    at: str
+    comment: str
+    source: str
+
+
+def verdicts(record_ids: Iterable[str], decision: ReviewDecision) -> list[Verdict]:
+    """Each record's verdict: an earlier run's human decision if it kept one; else a rejection by
+    id, the score policy's approval, or the decision on the batch."""
+    earlier = {kept.id: kept for kept in decision.earlier}
+    rejected, auto = set(decision.reject_ids), set(decision.auto_approved_ids)
+
+    def one(record_id: str) -> Verdict:
+        if kept := earlier.get(record_id):
+            return Verdict(kept.status, kept.reviewer, kept.decided_at, kept.comment, EARLIER)
+        if record_id in auto and record_id not in rejected:
+            return Verdict("approved", AUTO_REVIEWER, decision.decided_at,
+                           f"auto: {SCORE} > {decision.approve_above}", "auto")
+        approved = decision.approve and record_id not in rejected
+        return Verdict("approved" if approved else "rejected", decision.reviewer, decision.decided_at,
+                       decision.comment, decision.source)
+
+    return [one(record_id) for record_id in record_ids]
+
+
 def apply_decision(frame: pd.DataFrame,
                    decision: ReviewDecision) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The reviewed records (with review columns) and an audit row per decision and per edit."""
@@ -248,30 +277,11 @@ def apply_decision(frame: pd.DataFrame,
     out = reviewable(frame).copy()
     if out.empty:  # every record was quarantined or failed: nothing to decide on
         return out, []
-    rejected, auto = set(decision.reject_ids), set(decision.auto_approved_ids)
-    earlier = {kept.id: kept for kept in decision.earlier}
-    statuses, by, at, comments, sources = [], [], [], [], []
-    for record_id in out[ID].astype(str):
-        if kept := earlier.get(record_id):
-            statuses.append(kept.status)
-            by.append(kept.reviewer)
-            at.append(kept.decided_at)
-            comments.append(kept.comment)
-            sources.append(EARLIER)
-            continue
-        if record_id in rejected:
-            statuses.append("rejected")
-        elif record_id in auto:
-            statuses.append("approved")
-        else:
-            statuses.append("approved" if decision.approve else "rejected")
-        decided_by_policy = record_id in auto and record_id not in rejected
-        by.append(AUTO_REVIEWER if decided_by_policy else decision.reviewer)
-        at.append(when)
-        policy_comment = f"auto: {SCORE} > {decision.approve_above}"
-        comments.append(policy_comment if decided_by_policy else decision.comment)
-        sources.append("auto" if decided_by_policy else decision.source)
-    out[REVIEW_STATUS], out[REVIEWED_BY], out[REVIEWED_AT], out[REVIEW_COMMENT] = statuses, by, at, comments
+    decided = verdicts(out[ID].astype(str), decision)
+    out[REVIEW_STATUS] = [v.status for v in decided]
+    out[REVIEWED_BY] = [v.reviewer for v in decided]
+    out[REVIEWED_AT] = [v.at for v in decided]
+    out[REVIEW_COMMENT] = [v.comment for v in decided]
     audit: list[dict[str, Any]] = []
     position = {str(record_id): index for index, record_id in zip(out.index, out[ID], strict=True)}
     edits = [(RecordEdit(id=kept.id, field=field, value=value), kept.reviewer, EARLIER, kept.decided_at)
@@ -292,8 +302,9 @@ def apply_decision(frame: pd.DataFrame,
         audit.append({"id": edit.id, "action": "edit", "field": edit.field,
                       "before": plain(before), "after": after,
                       "reviewer": reviewer, "source": source, "at": edited_at})
-    for row in zip(out[ID], out[REVIEW_STATUS], by, comments, sources, at, strict=True):
-        audit.append(dict(zip(("id", "action", "reviewer", "comment", "source", "at"), row, strict=True)))
+    for record_id, v in zip(out[ID], decided, strict=True):
+        audit.append({"id": record_id, "action": v.status, "reviewer": v.reviewer, "comment": v.comment,
+                      "source": v.source, "at": v.at})
     return out, audit
 
 
