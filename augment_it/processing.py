@@ -147,10 +147,11 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
 
 def _add_usage(out: dict[str, Any], reply: ModelReply, template: PromptTemplate,
                prices: PriceTable) -> None:
+    # A row says what its answer cost, also when an earlier run paid for it (`_cached`; the cache
+    # keeps its tokens, priced now). What this run paid is summed apart (tasks/process.py).
     out["_cached"] = reply.cached
-    if reply.cached:
-        return  # a cached answer was paid for by an earlier run
-    out["_calls"] += 1
+    if not reply.cached:
+        out["_calls"] += 1
     if out["_input_tokens"] is None or reply.input_tokens is None or reply.output_tokens is None:
         # One call of unknown size makes the record's usage unknown: a part of it would read as all.
         out["_input_tokens"] = out["_cached_input_tokens"] = out["_output_tokens"] = out["_cost_usd"] = None

@@ -84,10 +84,10 @@ def unanswered(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[s
 
 def chunk_counts(frame: pd.DataFrame, asked: set[str] | None = None) -> dict[str, Any]:
     """The chunk's records by status, and what this run paid for the records it ASKED about (all
-    by default): the answers a resumed part kept were paid by the run that wrote them, and their
-    rows keep that cost."""
+    by default) and did not answer from the cache: answers kept by a resumed part or replayed from
+    the cache were paid by an earlier run, and their rows say what they cost then."""
     status = frame[AI_STATUS].value_counts().to_dict()
-    paid = frame if asked is None else frame[frame[ID].isin(asked)]
+    paid = frame if asked is None else frame[frame[ID].isin(asked) & ~frame["_cached"].astype(bool)]
     # Tokens and cost are null together where the provider did not report usage; the totals are
     # over the other records, and how many were left out is counted beside them.
     with_usage = paid["_input_tokens"].notna()

@@ -215,6 +215,23 @@ def test_the_cache_answers_repeats_without_sending(tmp_path) -> None:
     assert other.key() != request().key()
 
 
+def test_the_cache_keeps_the_prompt_caches_share_and_reads_an_earlier_releases_file(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "answers.sqlite"
+    with sqlite3.connect(path) as old:  # the table as releases before the prompt cache's columns made it
+        old.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, provider TEXT, model TEXT, text TEXT,"
+                    " input_tokens INTEGER, output_tokens INTEGER, created REAL)")
+        old.execute("INSERT INTO answers VALUES ('k0', 'openai', 'm', 'old answer', 12, 3, 0)")
+    cache = AnswerCache(path)
+    assert cache.get("k0") == ModelReply("old answer", 12, 3)
+    cache.put("k1", "anthropic", "m", ModelReply("new", 2000, 40, cached_input_tokens=1800,
+                                                 cache_write_tokens=0))
+    again = AnswerCache(path)
+    assert again.get("k1") == ModelReply("new", 2000, 40, cached_input_tokens=1800)
+    assert again.get("k1").cached
+
+
 def test_real_sdk_faults_end_ok_with_no_duplicate_answers(llm) -> None:
     llm.configure(p429=0.15, p500=0.15, seed=3, retry_after=0.05)
 

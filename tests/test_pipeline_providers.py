@@ -49,6 +49,11 @@ def test_a_rerun_is_answered_from_the_cache(llm, tmp_path: Path) -> None:
     assert calls == 6 and llm.total_requests == 6, "a rerun sent requests again"
     assert second["provider_calls"]["cache_hits"] == 6 and second["cost_usd"] == 0
     assert first["exported"] == second["exported"] == 6
+    # This run paid nothing; each row still says what its answer cost (it said 0).
+    replayed = pd.read_parquet(tmp_path / "b" / "exported.parquet")
+    assert replayed["_cached"].all() and (replayed["_calls"] == 0).all()
+    assert replayed["_cost_usd"].sum() == pytest.approx(first["cost_usd"], abs=1e-6)
+    assert replayed["_input_tokens"].sum() == first["tokens"]["input"]
     # Into the same --out, the finished part is resumed: its answers were paid by the first run,
     # which the summary counted; their rows keep what they cost.
     resumed = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id").result()
