@@ -70,3 +70,22 @@ def test_ctrl_c_or_sigterm_ends_the_run_at_once_and_its_temporary_server_with_it
     assert f"{said}: every answer received is kept; the same command goes on" in printed
     assert "Error logging to API" not in printed and "Traceback" not in printed, printed[-3000:]
     assert command_servers() - before == set()
+
+
+def test_a_sigterm_prefect_handled_in_a_flow_run_still_reaches_the_command() -> None:
+    """The test above failed once in CI with exit -15: the signal landed where Prefect's engine
+    handled it, and Prefect then sent it again to the handler it had found, Python's default."""
+    script = (
+        "import signal, sys\n"
+        "from prefect.exceptions import TerminationSignal\n"
+        "from prefect.utilities.engine import capture_sigterm\n"
+        "from augment_it.cli.run import raise_on_sigterm\n"
+        "raise_on_sigterm()\n"
+        "try:\n"
+        "    with capture_sigterm():  # as a flow run's engine, after its crash handling\n"
+        "        raise TerminationSignal(signal=signal.SIGTERM)\n"
+        "except TerminationSignal:\n"
+        "    print('reached the command')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "reached the command"), done.stderr[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,6 +72,7 @@ def run(
     from augment_it.cli.local_server import prefect_api
     from flows.pipeline import augment_pipeline
 
+    raise_on_sigterm()
     try:
         with prefect_api(), ProgressBar(console) as bar:
             progress.report_to(bar)
@@ -96,6 +98,18 @@ def run(
     print_summary(summary, out)
     if not summary["balanced"]:
         raise typer.Exit(1)
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM raises TerminationSignal, which `run` answers like Ctrl-C.
+
+    Prefect does the same inside a flow run, but after its crash handling it sends the signal
+    again to the handler it found there: Python's default killed the command before it could say
+    what is kept (exit -15)."""
+    def terminate(signum: int, frame: object) -> None:
+        raise TerminationSignal(signal=signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def check_inputs(source: str, template: str, settings: ProcessSettings, out: str,
