@@ -62,7 +62,8 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
     if earlier:
         print(f"{len(earlier)} records keep the decision a reviewer made in an earlier run "
               "(--review-again to decide them anew)")
-    frame = undecided(processed, [kept.id for kept in earlier])
+    earlier_ids = [kept.id for kept in earlier]
+    frame = undecided(processed, earlier_ids)
     request = None
     if policy == "auto" or not split_by_score(frame, approve_above)[1]:
         decision = await decide_automatically(frame, approve_above)
@@ -71,12 +72,12 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         async with get_client() as client:  # PREFECT_API_URL, or the temporary server of this run
             api_url = str(client.api_url).rstrip("/")
         request = await request_review(out, frame, run_id, api_url, approve_above,
-                                       timeout_seconds, timeout_outcome, [kept.id for kept in earlier])
+                                       timeout_seconds, timeout_outcome, earlier_ids)
         summary = await publish_review_packet(frame, request)
         print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: "
               f"{where_to_review(api_url)}`augment review show {run_id}` and "
               f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
-        given = await ask_reviewer(frame, summary, timeout_seconds, request.earlier)
+        given = await ask_reviewer(frame, summary, timeout_seconds, earlier_ids)
         decision = human_decision(given, request) if given else expired_decision(request)
     decision.earlier = earlier
     location = await save_decision(out, decision, processed, request.to_review if request else [])
