@@ -133,8 +133,9 @@ def plain(value: Any, *, strict_json: bool = False) -> Any:
 
 
 def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
-    """Make a frame safe to write as `fmt` (parquet, csv or jsonl): nested or mixed-type columns
-    become JSON text, booleans with gaps a nullable boolean column.
+    """Make a frame safe to write as `fmt` (parquet, csv or jsonl): in Parquet, a column of lists
+    of one scalar type stays a list column; other nested or mixed-type columns become JSON text,
+    booleans with gaps a nullable boolean column.
 
     Records come from loosely typed sources (YAML, JSON, front matter); one column may hold an
     int in one row and a list in the next, which Arrow refuses. Text keeps every value. A CSV
@@ -144,6 +145,7 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
     """
     out = frame.copy()
     out.attrs[JSON_TEXT_COLUMNS] = []
+    out.attrs[LIST_COLUMNS] = []
     for column in out.columns:
         series = out[column]
         if series.dtype == object:
@@ -153,6 +155,10 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
                 series = out[column]
             elif fmt == "jsonl":
                 continue  # JSON holds nested and mixed values as they are
+            elif fmt == "parquet" and (lists := _scalar_lists(series)) is not None:
+                out[column] = pd.Series(lists, index=out.index, dtype=object)
+                out.attrs[LIST_COLUMNS].append(column)
+                continue
             elif not kinds <= {str}:
                 out[column] = _texts(series)
                 if all(issubclass(kind, CONTAINERS) for kind in kinds):
@@ -169,15 +175,45 @@ def to_storable(frame: pd.DataFrame, fmt: str = "parquet") -> pd.DataFrame:
 # names (pandas stores `attrs`) so `from_storable` gives back the lists and mappings a template
 # walks (`{{ address.city }}`), not their text.
 JSON_TEXT_COLUMNS = "augment_it.json_text_columns"
+# Columns `to_storable` kept as Parquet lists (tags, a multi-select): pandas reads their cells as
+# numpy arrays, `from_storable` gives back lists.
+LIST_COLUMNS = "augment_it.list_columns"
 CONTAINERS = (list, tuple, dict, np.ndarray)
+LIST_ITEM_TYPES = {str, bool, int, float}
 
 
 def from_storable(frame: pd.DataFrame) -> pd.DataFrame:
-    """A frame as `to_storable` found it: its JSON-text columns of lists and mappings decoded."""
+    """A frame as `to_storable` found it: its JSON-text columns of lists and mappings decoded,
+    its list columns lists."""
     for column in frame.attrs.pop(JSON_TEXT_COLUMNS, []):
         frame[column] = pd.Series([None if is_missing(v) else json.loads(v) for v in frame[column]],
                                   index=frame.index, dtype=object)
+    for column in frame.attrs.pop(LIST_COLUMNS, []):
+        frame[column] = pd.Series([v.tolist() if isinstance(v, np.ndarray) else v for v in frame[column]],
+                                  index=frame.index, dtype=object)
     return frame
+
+
+def _scalar_lists(series: pd.Series) -> list[list[Any] | None] | None:
+    """The column's values as lists if every present value is a list of non-missing items of one
+    type (text, booleans, integers within int64 or floats), as Arrow stores them exactly; else None.
+    A column with no item at all stays JSON text: Arrow would give it no item type."""
+    lists: list[list[Any] | None] = []
+    item_types: set[type] = set()
+    for value in series:
+        if is_missing(value):
+            lists.append(None)
+            continue
+        if not isinstance(value, list | tuple | np.ndarray):
+            return None
+        items = plain(value)
+        item_types.update(type(item) for item in items)
+        lists.append(items)
+    if len(item_types) != 1 or not item_types <= LIST_ITEM_TYPES:
+        return None
+    if item_types == {int} and not all(INT64_MIN <= i <= INT64_MAX for items in lists for i in items or ()):
+        return None
+    return lists
 
 
 def _texts(series: pd.Series) -> list[str | None]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augment_it.layout import write_frame
+from augment_it.layout import read_frame, write_frame
 from augment_it.records import ID, REASON, to_storable
 from augment_it.settings import ProcessSettings
 from augment_it.sources import open_source
@@ -130,8 +130,38 @@ def test_parquet_dates_decimals_and_lists_export_as_written(fmt: str, tmp_path: 
     exported = readers[fmt]()
     assert [r["d"] for r in exported] == ["2024-01-05", "" if fmt == "csv" else None]
     assert [r["dec"] for r in exported] == ["1.10", "12345678901234567890.12"]
-    # JSON holds a list as a list; Parquet and CSV exports hold it as its JSON text.
-    assert [r["lst"] for r in exported] == ([[1, 2], []] if fmt == "jsonl" else ["[1, 2]", "[]"])
+    # JSON and Parquet hold a list as a list (Parquet's list<int64>); a CSV holds its JSON text.
+    assert [r["lst"] for r in exported] == (["[1, 2]", "[]"] if fmt == "csv" else [[1, 2], []])
+    if fmt == "parquet":
+        assert pq.read_schema(path).field("lst").type == pa.list_(pa.int64())
+
+
+def test_parquet_keeps_lists_of_one_scalar_type_as_lists(tmp_path: Path) -> None:
+    """A `list[string]` answer (tags) was exported as its JSON text: a Parquet reader (pandas,
+    DuckDB, Spark) got a string. Lists Arrow cannot hold exactly stay JSON text."""
+    frame = pd.DataFrame({
+        "tags": pd.Series([["robots", "retail"], None, []], dtype=object),
+        "scores": pd.Series([np.array([1, 2]), (3,), [2**63 - 1]], dtype=object),
+        "flags": pd.Series([[True], [False, True], None], dtype=object),
+        "mixed": pd.Series([["a"], [1], None], dtype=object),  # one type across the column, or text
+        "gaps": pd.Series([["a", None], ["b"], None], dtype=object),  # a missing item: text
+        "huge": pd.Series([[2**64], [1], None], dtype=object),  # beyond int64: text
+        "empty": pd.Series([[], [], None], dtype=object),  # no item type: text
+    })
+    url = str(tmp_path / "frame.parquet")
+    write_frame(frame, url)
+    schema = pq.read_schema(url)
+    assert schema.field("tags").type == pa.list_(pa.string())
+    assert schema.field("scores").type == pa.list_(pa.int64())
+    assert schema.field("flags").type == pa.list_(pa.bool_())
+    assert {schema.field(c).type for c in ("mixed", "gaps", "huge", "empty")} == {pa.large_string()}
+    # Read back as a later stage reads it: lists, not numpy arrays.
+    again = read_frame(url).to_dict(orient="list")
+    assert again["tags"] == [["robots", "retail"], None, []]
+    assert again["scores"] == [[1, 2], [3], [2**63 - 1]]
+    assert again["flags"] == [[True], [False, True], None]
+    assert again["mixed"] == [["a"], [1], None] and again["gaps"] == [["a", None], ["b"], None]
+    assert again["huge"] == [[2**64], [1], None] and again["empty"] == [[], [], None]
 
 
 def test_storable_text_unwraps_numpy_dates_and_decimals() -> None:
