@@ -211,6 +211,36 @@ def test_upsert_on_a_key_field_when_records_have_no_airtable_id(airtable: Airtab
         ("Company 0", "updated"), ("Company 1", None), ("Company 9", "new")]
 
 
+def test_a_list_goes_to_a_multi_select_as_an_array_and_to_text_as_its_json(airtable: AirtableStandin) -> None:
+    """A list answer was sent as its JSON text everywhere: a multi-select got one option named
+    '["robots", "retail"]'. The base's schema says which fields take an array."""
+    fields = {"name": "singleLineText", "tags": "multipleSelects", "notes": "multilineText"}
+    table = airtable.add_table("appBase", "Companies", fields, [{"name": "Acme"}, {"name": "Borealis"}])
+    rows = pd.DataFrame({"name": ["Acme", "Borealis"], "tags": [["robots", "retail"], ["food"]],
+                         "notes": [["a", "b"], None]})
+    counts = open_sink("airtable://appBase/Companies?key=name", ["tags", "notes"]).write(rows)
+    assert (counts["updated"], counts["failed"]) == (2, 0)
+    stored = {r["fields"]["name"]: r["fields"] for r in table.records.values()}
+    assert stored["Acme"]["tags"] == ["robots", "retail"] and stored["Borealis"]["tags"] == ["food"]
+    assert stored["Acme"]["notes"] == '["a", "b"]'
+    assert table.select_options["tags"] == {"robots", "retail", "food"}
+    # Without a list to write the schema is not asked for.
+    before = len(airtable.log)
+    open_sink("airtable://appBase/Companies?key=name", ["notes"]).write(rows.assign(notes=["x", "y"]))
+    assert not any("/meta/" in entry["path"] for entry in airtable.log[before:])
+
+
+def test_without_the_schema_scope_lists_are_written_as_json_text(airtable: AirtableStandin) -> None:
+    airtable.schema_readable = False
+    fields = {"name": "singleLineText", "notes": "multilineText"}
+    table = airtable.add_table("appBase", "Companies", fields, [{"name": "Acme"}])
+    counts = open_sink("airtable://appBase/Companies?key=name", ["notes"]).write(
+        pd.DataFrame({"name": ["Acme"], "notes": [["a", "b"]]}))
+    assert (counts["updated"], counts["failed"]) == (1, 0)
+    assert [r["fields"]["notes"] for r in table.records.values()] == ['["a", "b"]']
+    assert [e["status"] for e in airtable.log if "/meta/" in e["path"]] == [403]
+
+
 def test_errors_name_the_problem_and_never_the_token(airtable: AirtableStandin,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     airtable.add_table("appBase", "Companies", FIELDS, companies(1))

@@ -75,11 +75,13 @@ def in_batches(rows: list[R], size: int) -> list[list[R]]:
     return [rows[start:start + size] for start in range(0, len(rows), size)]
 
 
-def field_value(value: Any) -> Any:
+def field_value(value: Any, takes_lists: bool = False) -> Any:
     """A record's value as a store's field takes it: JSON-able, and a list or mapping as its JSON
-    text. The store's column type is not known here, and every type but a multi-select or a JSON
-    column refuses an array or object; text fits the text column an answer usually goes to."""
+    text unless the sink knows the field `takes_lists` (a multi-select): every other type refuses an
+    array or object, and text fits the text column an answer usually goes to."""
     value = plain(value, strict_json=True)
+    if isinstance(value, list) and takes_lists:
+        return value
     return as_text(value) if isinstance(value, list | dict) else value
 
 

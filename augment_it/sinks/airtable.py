@@ -2,15 +2,17 @@
 
 URI: `airtable://BASE_ID/TABLE?fields=a,b&key=FIELD&block=NAME`. Records read from this same table
 carry their Airtable record id (STORE_KEY, set by the Airtable source) and are updated by it; others
-(including records read from another table or base) are upserted on `key` (Airtable's
-performUpsert) or created when no key is given. Requests carry at most 10 records (Airtable
-answers 422 to more) and `typecast`, so select options and numbers written as text are converted
-by Airtable instead of refused. A missing value is left out of its record's fields, so it never
-clears a cell (records of one request may then name different fields, as Airtable allows). A
-refused value fails its record only; an unknown field or a table the token cannot write stops the
-write with one error. A request without an answer after the retries, or still rate limited (429)
-or failing (5xx) after them, stops the write too (see SinkCounts.stop_unanswered): every later one
-would wait them out again.
+(including records read from another table or base) are upserted on `key` (Airtable's performUpsert)
+or created when no key is given. Requests carry at most 10 records (Airtable answers 422 to more)
+and `typecast`, so select options and numbers written as text are converted by Airtable instead of
+refused. A missing value is left out of its record's fields, so it never clears a cell (records of
+one request may then name different fields, as Airtable allows). A list goes to a multi-select or
+linked-record field as an array, to any other field as its JSON text (the field types come from the
+base's schema, read only when a list is to be written; a token without `schema.bases:read` gets JSON
+text everywhere). A refused value fails its record only; an unknown field or a table the token
+cannot write stops the write with one error. A request without an answer after the retries, or still
+rate limited (429) or failing (5xx) after them, stops the write too (see
+SinkCounts.stop_unanswered): every later one would wait them out again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from augment_it.connections import STORE_KEY, read_from
@@ -48,6 +51,7 @@ FATAL_STATUSES = {401, 403, 404}  # wrong token, no access, no such base/table: 
 FATAL_ERROR_TYPES = {"UNKNOWN_FIELD_NAME", "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", "INVALID_PERMISSIONS",
                      "NOT_FOUND", "AUTHENTICATION_REQUIRED"}
 TABLE_ID = re.compile(r"tbl[A-Za-z0-9]{14}")
+LIST_FIELD_TYPES = {"multipleSelects", "multipleRecordLinks"}  # the types that take an array of text
 
 
 class AirtableUnreachable(UserInputError):
@@ -80,9 +84,12 @@ class AirtableSink:
         if records.empty:
             return counts.as_dict()
         table = self.target.table_client()
+        rows = records.to_dict(orient="records")
+        has_lists = any(isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in fields)
+        list_fields = self._list_fields(table) if has_lists else set()
         by_id, by_key, keyless = [], [], 0
-        for row in records.to_dict(orient="records"):
-            values = present_values({f: field_value(row[f]) for f in fields})
+        for row in rows:
+            values = present_values({f: field_value(row[f], f in list_fields) for f in fields})
             record_id = self._record_id(row)
             if record_id:
                 by_id.append({"id": record_id, "fields": values})
@@ -98,6 +105,18 @@ class AirtableSink:
                  for group in (by_id, by_key) for batch in in_batches(group, RECORDS_PER_REQUEST)]
         send_in_turn(sends, counts, AirtableUnreachable, "record(s)")
         return counts.as_dict()
+
+    def _list_fields(self, table: Table) -> set[str]:
+        """The table's fields that take a list as an array, by the base's schema; none when the
+        schema cannot be read (a token without schema.bases:read is answered 403)."""
+        import requests
+
+        try:
+            tables = table.api.get(table.base.urls.tables).get("tables", [])
+            [schema] = [t for t in tables if self.target.table in (t.get("id"), t.get("name"))]
+            return {f["name"] for f in schema.get("fields", []) if f.get("type") in LIST_FIELD_TYPES}
+        except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
+            return set()
 
     def _record_id(self, row: dict[str, Any]) -> str | None:
         """The Airtable record id to update, only for a record read from this base and table."""

@@ -6,6 +6,11 @@
 - `POST` (create), `PATCH` (update) and `PUT` (replace) with `{"records": [...], "typecast": bool}`,
   at most 10 records (more: 422 INVALID_RECORDS); `performUpsert.fieldsToMergeOn` matches records
   without an id and answers `createdRecords` / `updatedRecords`.
+- `GET /v0/meta/bases/{baseId}/tables`: the base's schema (`tables[].fields[]` with `name` and
+  `type`), or 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND for a token without `schema.bases:read`
+  (`schema_readable = False`). A `multipleSelects` field takes an array of option names (unknown
+  ones added under `typecast`); text given to it is one option (whether Airtable splits text on
+  commas is not documented).
 - Errors as Airtable sends them: 401 AUTHENTICATION_REQUIRED, 403
   INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND, 404 NOT_FOUND, 422 UNKNOWN_FIELD_NAME /
   INVALID_VALUE_FOR_COLUMN / INVALID_MULTIPLE_CHOICE_OPTIONS / ROW_DOES_NOT_EXIST /
@@ -43,6 +48,10 @@ MAX_RECORDS_PER_REQUEST = 10
 MAX_PAGE_SIZE = 100
 REQUESTS_PER_SECOND = 5
 _ids = itertools.count(1)
+NOT_PERMITTED = {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+                 "message": "Invalid permissions, or the requested model was not found. Check that both your "
+                            "user and your token have the required permissions, and that the model names "
+                            "and/or ids are correct."}
 
 
 def new_id(prefix: str) -> str:
@@ -63,7 +72,8 @@ def _unprocessable(kind: str, message: str) -> AirtableError:
 class FakeTable:
     id: str
     name: str
-    fields: dict[str, str]  # name -> singleLineText | multilineText | number | singleSelect | checkbox
+    # name -> singleLineText | multilineText | number | singleSelect | multipleSelects | checkbox
+    fields: dict[str, str]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     views: dict[str, str | None] = field(default_factory=dict)  # view name -> formula (None = all)
     select_options: dict[str, set[str]] = field(default_factory=dict)
@@ -107,19 +117,30 @@ class FakeTable:
             text = value if isinstance(value, str) else (str(value) if typecast else None)
             if text is None:
                 raise bad
-            options = self.select_options.setdefault(name, set())
-            if text and text not in options:
-                if not typecast:
-                    raise _unprocessable("INVALID_MULTIPLE_CHOICE_OPTIONS",
-                                         f'Insufficient permissions to create new select option ""{text}""')
-                options.add(text)
-            return text
+            return self.choose(name, text, typecast)
+        if kind == "multipleSelects":
+            names = [value] if isinstance(value, str) and typecast else value
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise bad
+            for option in names:
+                self.choose(name, option, typecast)
+            return names
         if isinstance(value, str):
             return value
         if typecast:
             return value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) \
                 else str(value)
         raise bad
+
+    def choose(self, name: str, option: str, typecast: bool) -> str:
+        """A select field's option by name; a new one is added under typecast, else refused."""
+        options = self.select_options.setdefault(name, set())
+        if option and option not in options:
+            if not typecast:
+                raise _unprocessable("INVALID_MULTIPLE_CHOICE_OPTIONS",
+                                     f'Insufficient permissions to create new select option ""{option}""')
+            options.add(option)
+        return option
 
     def cast_all(self, fields: Any, typecast: bool) -> dict[str, Any]:
         if not isinstance(fields, dict):
@@ -196,12 +217,14 @@ class AirtableStandin(BackgroundServer):
         self.bases: dict[str, dict[str, FakeTable]] = {}
         self.log: list[dict[str, Any]] = []  # method, path, records in the body, status
         self.rate_limited = 0
+        self.schema_readable = True  # False: a token without the schema.bases:read scope
         # Answered before anything else; None lets one request through first.
         self.faults: deque[tuple[int, Any, dict[str, str]] | None] = deque()
         self.delays: deque[tuple[float, str]] = deque()  # (seconds, method): applied, then answered late
         self._recent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         routes = [
+            Route("/v0/meta/bases/{base}/tables", self._schema, methods=["GET"]),
             Route("/v0/{base}/{table}/listRecords", self._list_post, methods=["POST"]),
             Route("/v0/{base}/{table}", self._records, methods=["GET", "POST", "PATCH", "PUT"]),
         ]
@@ -245,10 +268,7 @@ class AirtableStandin(BackgroundServer):
         for table in self.bases[base].values():
             if name in (table.id, table.name):
                 return table
-        raise AirtableError(403, {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
-                                  "message": "Invalid permissions, or the requested model was not found. "
-                                             "Check that both your user and your token have the required "
-                                             "permissions, and that the model names and/or ids are correct."})
+        raise AirtableError(403, NOT_PERMITTED)
 
     def _check(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -298,6 +318,31 @@ class AirtableStandin(BackgroundServer):
             entry["status"] = 422
             return JSONResponse({"error": {"type": "INVALID_REQUEST_UNKNOWN", "message": "Invalid request"}},
                                 status_code=422)
+
+    async def _schema(self, request: Request) -> JSONResponse:
+        self.log.append({"method": "GET", "base": request.path_params["base"], "path": request.url.path,
+                         "time": time.monotonic(), "records": 0, "status": 200})
+        try:
+            self._check(request)
+            tables = self.bases.get(request.path_params["base"])
+            if tables is None or not self.schema_readable:
+                raise AirtableError(403, NOT_PERMITTED)
+        except AirtableError as exc:
+            self.log[-1]["status"] = exc.status
+            return JSONResponse({"error": exc.error}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse({"tables": [
+            {"id": t.id, "name": t.name, "primaryFieldId": f"fld{0:014d}",
+             "fields": [{"id": f"fld{i:014d}", "name": n, "type": kind, **self._field_options(t, n, kind)}
+                        for i, (n, kind) in enumerate(t.fields.items())],
+             "views": [{"id": f"viw{i:014d}", "name": v, "type": "grid"} for i, v in enumerate(t.views)]}
+            for t in tables.values()]})
+
+    @staticmethod
+    def _field_options(table: FakeTable, name: str, kind: str) -> dict[str, Any]:
+        if kind not in ("singleSelect", "multipleSelects"):
+            return {}
+        return {"options": {"choices": [{"id": f"sel{i:014d}", "name": o, "color": "blueLight2"}
+                                        for i, o in enumerate(sorted(table.select_options.get(name, ())))]}}
 
     async def _list_post(self, request: Request) -> JSONResponse:
         return await self._handle(request, lambda r, t, body: self._list(t, body))
