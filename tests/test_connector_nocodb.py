@@ -173,6 +173,19 @@ def test_a_missing_value_never_clears_a_stored_one(nocodb: NocoDBStandin) -> Non
             ("typed during review", 9), ("", 0), ("new", 3), (None, 4)]
 
 
+def test_a_list_goes_to_a_multi_select_as_its_options_and_to_text_as_its_json(nocodb: NocoDBStandin) -> None:
+    """A list answer went everywhere as its JSON text: a MultiSelect cell got the options
+    '["robots"' and '"retail"]'. The v2 API takes a MultiSelect's options joined by commas."""
+    table = nocodb.add_table("pBase", "Companies", {**COLUMNS, "tags": "MultiSelect"}, companies(2))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+    records["tags"] = [["robots", "retail"], []]
+    records["summary"] = [["a", "b"], None]
+    counts = open_sink(f"nocodb://{table.id}", ["tags", "summary"]).write(records)
+    assert (counts["updated"], counts["failed"]) == (2, 0)
+    assert [(row["tags"], row["summary"]) for row in table.rows.values()] == [
+        ("robots,retail", '["a", "b"]'), ("", None)]
+
+
 def test_rows_read_from_another_table_are_created_not_written_onto_its_keys(nocodb: NocoDBStandin) -> None:
     source = nocodb.add_table("pBase", "Companies", COLUMNS, companies(3))
     other = nocodb.add_table("pBase", "Archive", COLUMNS, [{"name": f"Kept {i}"} for i in range(3)])

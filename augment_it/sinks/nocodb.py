@@ -4,7 +4,8 @@ URI: `nocodb://TABLE_ID` or `nocodb://BASE_ID/TABLE`, with `?fields=a,b`, `key=I
 Rows read from this same table (STORE_KEY from the NocoDB source), or carrying the `key` column,
 are updated with `PATCH /api/v2/tables/{tableId}/records`; other rows are created with `POST`.
 NocoDB drops fields that are not columns of the table and still answers 200, so the fields are
-checked against the table's columns first (when the token may read them).
+checked against the table's columns first (when the token may read them). A list goes to a
+MultiSelect column as its options joined by commas, to any other column as its JSON text.
 
 An update leaves a missing value out of its row, so it never clears a cell; an insert sends it as
 null (an empty cell, whatever the column's default, as a Databricks INSERT does).
@@ -52,6 +53,15 @@ FATAL_STATUSES = {401, 403}
 REJECTED_WHOLE = {400, 422}  # validation: NocoDB refused the request before writing any of it
 
 
+def multi_select_value(value: Any) -> Any:
+    """A list as a MultiSelect cell takes it in the v2 API, its options joined by commas
+    ("robots,retail"); anything else as any field takes it."""
+    value = plain(value, strict_json=True)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return field_value(value)
+
+
 def _key_value(value: Any) -> Any:
     value = plain(value, strict_json=True)
     # A key column read back through Parquet may have become float (1.0) or text ("1").
@@ -77,16 +87,19 @@ class NocoDBSink:
         try:
             table_id = client.table_id(self.target.base, self.target.table)
             self._check_table(client, table_id)
+            columns = client.writable_columns(table_id)
+            multi_select = {name for name, kind in (columns or {}).items() if kind == "MultiSelect"}
             updates, creates = [], []
             for row in records.to_dict(orient="records"):
-                values = {f: field_value(row[f]) for f in fields if f != key}
+                values = {f: multi_select_value(row[f]) if f in multi_select else field_value(row[f])
+                          for f in fields if f != key}
                 pk = self._primary_key(row, table_id)
                 if pk is None:
                     creates.append(values)
                 else:
                     updates.append({key: pk, **present_values(values)})
             sent = [f for f in fields if f != key] + ([key] if updates else [])
-            self._check_columns(client, table_id, sent)
+            self._check_columns(columns, table_id, sent)
             size = self.target.settings.batch_size
             sends = [(len(batch), partial(self._send, client, table_id, method, batch, counts))
                      for method, rows in (("PATCH", updates), ("POST", creates))
@@ -117,9 +130,8 @@ class NocoDBSink:
         if response.status_code != 200:
             raise UserInputError(f"nocodb:{table_id}: cannot write: {error_text(response)}")
 
-    def _check_columns(self, client: NocoDBClient, table_id: str, fields: list[str]) -> None:
+    def _check_columns(self, known: dict[str, str] | None, table_id: str, fields: list[str]) -> None:
         """Refuse fields the table has no column for: NocoDB would drop them and answer 200."""
-        known = client.writable_columns(table_id)
         if known is None:
             warnings.warn(f"nocodb:{self.target.table}: the table's columns could not be read "
                           f"(GET /api/v2/meta/tables/{table_id}), so fields that are not columns cannot "

@@ -114,10 +114,11 @@ class NocoDBClient:
                 return str(item["id"])
         raise UserInputError(f"nocodb:{base}: no table {table!r}")
 
-    def writable_columns(self, table_id: str) -> set[str] | None:
-        """The names a record may write (`GET /api/v2/meta/tables/{tableId}`: each of `columns[]`
-        by `title`, `column_name` or `id`, as the server maps them, leaving out computed columns the
-        server skips); None when they cannot be read (no access, or no columns in the answer)."""
+    def writable_columns(self, table_id: str) -> dict[str, str] | None:
+        """The names a record may write, each with its column's type (`uidt`) (`GET
+        /api/v2/meta/tables/{tableId}`: each of `columns[]` by `title`, `column_name` or `id`, as the
+        server maps them, leaving out computed columns the server skips); None when they cannot be
+        read (no access, or no columns in the answer)."""
         response = self.request("GET", f"/api/v2/meta/tables/{table_id}")
         try:
             columns = response.json().get("columns") if response.status_code == 200 else None
@@ -125,7 +126,8 @@ class NocoDBClient:
             columns = None
         if not isinstance(columns, list) or not columns:
             return None  # a check we cannot make is no reason to refuse the write
-        return {str(c[name]) for c in columns if isinstance(c, dict) and c.get("uidt") not in COMPUTED
+        return {str(c[name]): str(c.get("uidt")) for c in columns
+                if isinstance(c, dict) and c.get("uidt") not in COMPUTED
                 for name in ("title", "column_name", "id") if c.get(name)}
 
     def list_rows(self, table_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -56,7 +56,8 @@ def _error(status: int, code: str, message: str) -> NocoError:
 class NocoTable:
     id: str
     title: str
-    columns: dict[str, str]  # title -> SingleLineText | LongText | Number | Checkbox | Formula ...
+    # title -> SingleLineText | LongText | Number | Checkbox | MultiSelect (text: "a,b") | Formula ...
+    columns: dict[str, str]
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     views: dict[str, str] = field(default_factory=dict)  # view id -> where clause
     next_id: int = 1
