@@ -71,13 +71,12 @@ async def write_to_destination(out: str, destination: str, exported: pd.DataFram
                                summary: dict[str, Any]) -> dict[str, Any]:
     """Write the approved records' augmented fields back to DESTINATION; counts go in summary.json.
 
-    The fields written are the template's output fields and the enrichers, unless the
-    destination URI names its own with `?fields=`.
+    The fields written are the template's output fields, and the enrichers the destination has a
+    field for, unless the destination URI names its own with `?fields=`.
     """
     layout = RunLayout(out)
     template = read_json(layout.process_report).get("template", {})
-    fields = [*template.get("output_fields", []), *(f for f in ENRICHED_FIELDS if f in exported.columns)]
-    counts = open_sink(destination, fields).write(exported)
+    counts = open_sink(destination, template.get("output_fields", []), ENRICHED_FIELDS).write(exported)
     summary = {**summary, "destination": {"uri": destination, **counts}}
     write_json(summary, layout.summary)
     await acreate_markdown_artifact(

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from augment_it.connections import STORE_KEY, StoreURI
+from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError
-from augment_it.sinks import open_sink
+from augment_it.sinks import FieldChoice, open_sink
 from augment_it.sinks.airtable import AirtableSink
 from augment_it.sources import open_source
 from augment_it.sources.airtable import AirtableSettings, AirtableSource, AirtableTarget
@@ -118,7 +119,7 @@ def test_a_create_that_times_out_is_not_sent_again(airtable: AirtableStandin) ->
     airtable.delay_next(1.5, "POST")
     unanswered = r"cannot reach Airtable at .*: ReadTimeout \(the records may have been created: not sent"
     with pytest.raises(UserInputError, match=unanswered):
-        AirtableSink(target, ["name"], None).write(pd.DataFrame({"name": ["A", "B", "C"]}))
+        AirtableSink(target, FieldChoice(["name"], []), None).write(pd.DataFrame({"name": ["A", "B", "C"]}))
     assert [e["method"] for e in airtable.log] == ["POST"], "a POST is never repeated after it was sent"
     assert sorted(r["fields"]["name"] for r in table.records.values()) == ["A", "B", "C"]
     airtable.delay_next(1.5, "GET")  # a read that timed out is safe to repeat
@@ -129,7 +130,8 @@ def test_a_create_that_times_out_is_not_sent_again(airtable: AirtableStandin) ->
 def test_a_host_that_stops_answering_stops_the_write(airtable: AirtableStandin) -> None:
     airtable.add_table("appBase", "Companies", FIELDS, companies(25))
     records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records).assign(summary="s")
-    writer = AirtableSink(target_with(airtable, timeout_seconds=0.3, max_retries=0), ["summary"], None)
+    target = target_with(airtable, timeout_seconds=0.3, max_retries=0)
+    writer = AirtableSink(target, FieldChoice(["summary"], []), None)
     airtable.delay_next(1.0, "PATCH", after=1)  # the first PATCH is answered, the second too late
     counts = writer.write(records)
     assert (counts["updated"], counts["created"], counts["failed"]) == (10, 0, 15)
@@ -146,7 +148,7 @@ def test_a_rate_limit_that_outlasts_the_retries_stops_the_write(airtable: Airtab
     """Each later request would wait the retries out again (up to 30 s each): hours for a big table."""
     airtable.add_table("appBase", "Companies", FIELDS, companies(25))
     records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records).assign(summary="s")
-    writer = AirtableSink(target_with(airtable, max_retries=2), ["summary"], None)
+    writer = AirtableSink(target_with(airtable, max_retries=2), FieldChoice(["summary"], []), None)
     error = {"type": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded"}
     airtable.fail_next(429, error, {"Retry-After": "0"}, times=3, after=1)  # after the first PATCH
     counts = writer.write(records)
@@ -228,6 +230,28 @@ def test_a_list_goes_to_a_multi_select_as_an_array_and_to_text_as_its_json(airta
     before = len(airtable.log)
     open_sink("airtable://appBase/Companies?key=name", ["notes"]).write(rows.assign(notes=["x", "y"]))
     assert not any("/meta/" in entry["path"] for entry in airtable.log[before:])
+
+
+@pytest.mark.parametrize("schema_readable", [True, False])
+def test_enrichers_go_only_to_fields_the_table_has(airtable: AirtableStandin, schema_readable: bool) -> None:
+    """A table made for the answers, without a field per enricher, refused every record
+    (UNKNOWN_FIELD_NAME). Without the schema, each such field is refused once, then left out."""
+    airtable.schema_readable = schema_readable
+    fields = {"name": "singleLineText", "description": "multilineText", "summary": "multilineText",
+              "language": "singleSelect"}
+    table = airtable.add_table("appBase", "Companies", fields, companies(12))
+    records = pd.DataFrame(open_source("airtable://appBase/Companies").read().records)
+    records = records.assign(summary="s", word_count=3, language="en", quality_score=0.5)
+    counts = open_sink("airtable://appBase/Companies", ["summary"], ENRICHED_FIELDS).write(records)
+    assert (counts["updated"], counts["failed"]) == (12, 0)
+    assert {(r["fields"]["summary"], r["fields"]["language"]) for r in table.records.values()} == {
+        ("s", "en")}
+    refused = [e for e in airtable.log if e["status"] == 422]
+    assert len(refused) == (0 if schema_readable else 2)  # word_count, then quality_score
+    # Named in the URI, a field the table lacks stops the write.
+    with pytest.raises(UserInputError, match="word_count"):
+        open_sink("airtable://appBase/Companies?fields=summary,word_count", ["summary"],
+                  ENRICHED_FIELDS).write(records)
 
 
 def test_without_the_schema_scope_lists_are_written_as_json_text(airtable: AirtableStandin) -> None:

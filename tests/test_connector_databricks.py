@@ -15,6 +15,7 @@ import pytest
 from databricks.sdk.service.sql import ColumnInfo, StatementParameterListItem
 
 from augment_it.connections import STORE_KEY, load_settings
+from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError
 from augment_it.sinks import open_sink
 from augment_it.sources import open_source
@@ -66,6 +67,23 @@ def test_merge_updates_matched_rows_and_inserts_new_ones(databricks: DatabricksS
     assert (counts["updated"], counts["created"], counts["failed"]) == (3, 0, 0)
     assert databricks.query(f"SELECT id, summary, word_count FROM {TABLE} ORDER BY id") == [
         (1, None, None), (2, "two", 5), (3, None, 6), (4, "four", None)]
+
+
+def test_enrichers_go_only_to_columns_the_table_has(databricks: DatabricksStandin) -> None:
+    """A table made for the answers, without a column per enricher, failed every MERGE."""
+    columns = {"id": "BIGINT", "name": "VARCHAR", "summary": "VARCHAR", "Language": "VARCHAR"}
+    databricks.add_table(TABLE, columns, [{"id": 1, "name": "A"}])
+    rows = pd.DataFrame({"id": [1, 2], "summary": ["one", "two"], "word_count": [5, 6],
+                         "language": ["en", "fr"]})
+    counts = open_sink(f"databricks://{TABLE}?key=id", ["summary"], ENRICHED_FIELDS).write(rows)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (1, 1, 0)
+    assert databricks.query(f"SELECT id, summary, Language FROM {TABLE} ORDER BY id") == [
+        (1, "one", "en"), (2, "two", "fr")]
+    # A field the template answers, or one the URI names, must have its column.
+    for uri, fields in ((f"databricks://{TABLE}?key=id", ["summary", "word_count"]),
+                        (f"databricks://{TABLE}?key=id&fields=summary,word_count", [])):
+        counts = open_sink(uri, fields, ENRICHED_FIELDS).write(rows)
+        assert counts["failed"] == 2 and "word_count" in counts["errors"][0]
 
 
 def test_a_missing_value_never_clears_a_stored_one(databricks: DatabricksStandin) -> None:

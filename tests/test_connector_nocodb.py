@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from augment_it.connections import STORE_KEY, StoreURI
+from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError
-from augment_it.sinks import open_sink
+from augment_it.sinks import FieldChoice, open_sink
 from augment_it.sinks.nocodb import NocoDBSink
 from augment_it.sources import open_source
 from augment_it.sources.nocodb import NocoDBSettings, NocoDBTarget
@@ -71,7 +72,8 @@ def test_a_bad_value_fails_only_its_row(nocodb: NocoDBStandin) -> None:
 def sink(server: NocoDBStandin, table_id: str, fields: list[str], **settings: float) -> NocoDBSink:
     """A sink with settings the environment does not carry (timeout, retries, batch size)."""
     values = NocoDBSettings(url=server.url, api_token=TOKEN, **settings)
-    return NocoDBSink(NocoDBTarget(None, table_id, values, StoreURI.parse(f"nocodb://{table_id}")), fields)
+    return NocoDBSink(NocoDBTarget(None, table_id, values, StoreURI.parse(f"nocodb://{table_id}")),
+                      FieldChoice(fields, []))
 
 
 def test_fields_the_table_has_no_column_for_are_refused_before_writing(nocodb: NocoDBStandin) -> None:
@@ -171,6 +173,20 @@ def test_a_missing_value_never_clears_a_stored_one(nocodb: NocoDBStandin) -> Non
         assert (counts["updated"], counts["created"], counts["failed"]) == (4, 0, 0)
         assert [(row["summary"], row["score"]) for row in table.rows.values()] == [
             ("typed during review", 9), ("", 0), ("new", 3), (None, 4)]
+
+
+def test_enrichers_go_only_to_columns_the_table_has(nocodb: NocoDBStandin) -> None:
+    """A table made for the answers, without a column per enricher, refused the whole write."""
+    table = nocodb.add_table("pBase", "Companies", {"name": "SingleLineText", "summary": "LongText",
+                                                    "language": "SingleLineText"}, companies(2))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+    records = records.assign(summary=["one", "two"], word_count=[5, 6], language=["en", "fr"])
+    counts = open_sink(f"nocodb://{table.id}", ["summary"], ENRICHED_FIELDS).write(records)
+    assert (counts["updated"], counts["failed"]) == (2, 0)
+    assert [(row["summary"], row["language"]) for row in table.rows.values()] == [
+        ("one", "en"), ("two", "fr")]
+    with pytest.raises(UserInputError, match=r"no writable column\(s\) word_count"):
+        open_sink(f"nocodb://{table.id}?fields=summary,word_count", [], ENRICHED_FIELDS).write(records)
 
 
 def test_a_list_goes_to_a_multi_select_as_its_options_and_to_text_as_its_json(nocodb: NocoDBStandin) -> None:

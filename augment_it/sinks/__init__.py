@@ -9,7 +9,7 @@ An update never sends a missing value (None, NaN): it would clear what the store
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -96,8 +96,9 @@ class Sink(Protocol):
     def write(self, records: pd.DataFrame) -> dict[str, Any]: ...
 
 
-# A factory gets the destination URI and the fields to write when the URI names none (`?fields=`).
-SinkFactory = Callable[[str, Sequence[str]], Sink]
+# A factory gets the destination URI, the fields to write when the URI names none (`?fields=`), and
+# fields to write only where the store has them (see FieldChoice).
+SinkFactory = Callable[[str, Sequence[str], Sequence[str]], Sink]
 _SCHEMES: dict[str, SinkFactory] = {}
 
 
@@ -110,14 +111,39 @@ def _load_builtin() -> None:
     from augment_it.sinks import airtable, databricks, nocodb  # noqa: F401
 
 
-def open_sink(uri: str, default_fields: Sequence[str] = ()) -> Sink:
+def open_sink(uri: str, default_fields: Sequence[str] = (), optional_fields: Sequence[str] = ()) -> Sink:
     """The sink for a destination URI such as `airtable://BASE/TABLE` or `nocodb://TABLE_ID`."""
     _load_builtin()
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in _SCHEMES:
         known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
         raise UserInputError(f"cannot write to {uri!r}: destinations are {known}")
-    return _SCHEMES[scheme](uri, default_fields)
+    return _SCHEMES[scheme](uri, default_fields, optional_fields)
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """The fields a sink writes: those the URI names (`?fields=`), else the defaults (the template's
+    answers), each of which must be a field of the records and of the store; plus, when the URI names
+    none, the optional ones (the enrichers) where the records and the store have them. A table made
+    for a template's answers rarely has a column for every enricher, and writing one it lacks fails
+    every record."""
+
+    fields: list[str]
+    optional: list[str]
+
+    @classmethod
+    def of(cls, named: Sequence[str], default_fields: Sequence[str],
+           optional_fields: Sequence[str]) -> FieldChoice:
+        if named:
+            return cls(list(named), [])
+        return cls(list(default_fields), [f for f in optional_fields if f not in default_fields])
+
+    def to_write(self, frame: pd.DataFrame, store_has: Container[str] | None) -> list[str]:
+        """The fields to write from FRAME; STORE_HAS: the store's fields, None when not known (then
+        every optional field the records have is sent)."""
+        return [*writable_fields(frame, self.fields),
+                *(f for f in self.optional if f in frame.columns and (store_has is None or f in store_has))]
 
 
 def writable_fields(frame: pd.DataFrame, requested: Sequence[str]) -> list[str]:
@@ -129,5 +155,5 @@ def writable_fields(frame: pd.DataFrame, requested: Sequence[str]) -> list[str]:
     return [f for f in requested if f in frame.columns]
 
 
-__all__ = ["Sink", "SinkCounts", "in_batches", "open_sink", "present_values", "register_sink_scheme",
-           "send_in_turn", "writable_fields"]
+__all__ = ["FieldChoice", "Sink", "SinkCounts", "in_batches", "open_sink", "present_values",
+           "register_sink_scheme", "send_in_turn", "writable_fields"]

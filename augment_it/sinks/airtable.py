@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from augment_it.connections import STORE_KEY, read_from
 from augment_it.errors import UserInputError
 from augment_it.records import is_missing
 from augment_it.sinks import (
+    FieldChoice,
     SinkCounts,
     field_value,
     in_batches,
@@ -51,6 +52,7 @@ FATAL_STATUSES = {401, 403, 404}  # wrong token, no access, no such base/table: 
 FATAL_ERROR_TYPES = {"UNKNOWN_FIELD_NAME", "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", "INVALID_PERMISSIONS",
                      "NOT_FOUND", "AUTHENTICATION_REQUIRED"}
 TABLE_ID = re.compile(r"tbl[A-Za-z0-9]{14}")
+UNKNOWN_FIELD = re.compile(r'Unknown field name: "(.+)"')
 LIST_FIELD_TYPES = {"multipleSelects", "multipleRecordLinks"}  # the types that take an array of text
 
 
@@ -72,21 +74,40 @@ def error_type(exc: Exception) -> str | None:
     return error if isinstance(error, str) else None
 
 
+def unknown_field(exc: Exception) -> str | None:
+    """The field an UNKNOWN_FIELD_NAME refusal names (`Unknown field name: "word_count"`)."""
+    response = getattr(exc, "response", None)
+    if response is None or error_type(exc) != "UNKNOWN_FIELD_NAME":
+        return None
+    try:
+        error = error_of(response)
+    except ValueError:
+        return None
+    match = UNKNOWN_FIELD.search(str(error.get("message", ""))) if isinstance(error, dict) else None
+    return match.group(1) if match else None
+
+
 @dataclass
 class AirtableSink:
     target: AirtableTarget
-    fields: list[str]
+    choice: FieldChoice
     key: str | None
+    # Optional fields Airtable refused as unknown (its schema unread): left out of the later requests.
+    absent: set[str] = field(default_factory=set)
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("airtable", f"{self.target.base}/{self.target.table}")
-        fields = writable_fields(records, self.fields)
+        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
         table = self.target.table_client()
         rows = records.to_dict(orient="records")
-        has_lists = any(isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in fields)
-        list_fields = self._list_fields(table) if has_lists else set()
+        # The schema says which fields the table has and which take an array: read when it matters.
+        wanted = [f for f in (*self.choice.fields, *self.choice.optional) if f in records.columns]
+        has_lists = any(isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in wanted)
+        schema = self._field_types(table) if self.choice.optional or has_lists else None
+        fields = self.choice.to_write(records, schema)
+        list_fields = {name for name, kind in (schema or {}).items() if kind in LIST_FIELD_TYPES}
         by_id, by_key, keyless = [], [], 0
         for row in rows:
             values = present_values({f: field_value(row[f], f in list_fields) for f in fields})
@@ -106,17 +127,17 @@ class AirtableSink:
         send_in_turn(sends, counts, AirtableUnreachable, "record(s)")
         return counts.as_dict()
 
-    def _list_fields(self, table: Table) -> set[str]:
-        """The table's fields that take a list as an array, by the base's schema; none when the
-        schema cannot be read (a token without schema.bases:read is answered 403)."""
+    def _field_types(self, table: Table) -> dict[str, str] | None:
+        """The table's fields and their types, by the base's schema; None when it cannot be read
+        (a token without schema.bases:read is answered 403)."""
         import requests
 
         try:
             tables = table.api.get(table.base.urls.tables).get("tables", [])
             [schema] = [t for t in tables if self.target.table in (t.get("id"), t.get("name"))]
-            return {f["name"] for f in schema.get("fields", []) if f.get("type") in LIST_FIELD_TYPES}
+            return {str(f["name"]): str(f.get("type")) for f in schema.get("fields", [])}
         except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
-            return set()
+            return None
 
     def _record_id(self, row: dict[str, Any]) -> str | None:
         """The Airtable record id to update, only for a record read from this base and table."""
@@ -139,6 +160,9 @@ class AirtableSink:
               split: bool = True) -> None:
         import requests
 
+        for record in batch:
+            for name in self.absent:
+                record["fields"].pop(name, None)
         try:
             self._request(table, batch, counts)
         except requests.RequestException as exc:
@@ -150,6 +174,10 @@ class AirtableSink:
                                           f"{type(exc).__name__}{maybe}") from None
             status = response.status_code
             reason = describe_http_error(exc)
+            if (name := unknown_field(exc)) in self.choice.optional and name not in self.absent:
+                self.absent.add(name)  # the request was refused whole: nothing of it was written
+                self._send(table, batch, counts, split)
+                return
             if status in FATAL_STATUSES or error_type(exc) in FATAL_ERROR_TYPES:
                 after = f" (after {counts.written} record(s) were written)" if counts.written else ""
                 raise UserInputError(f"airtable:{counts.target}: cannot write: {reason}{after}") from None
@@ -183,9 +211,11 @@ class AirtableSink:
             counts.created += len(result["createdRecords"])
 
 
-def open_airtable_sink(uri: str, default_fields: Sequence[str]) -> AirtableSink:
+def open_airtable_sink(uri: str, default_fields: Sequence[str],
+                       optional_fields: Sequence[str]) -> AirtableSink:
     target = AirtableTarget.parse(uri)
-    return AirtableSink(target, target.uri.many("fields") or list(default_fields), target.uri.one("key"))
+    choice = FieldChoice.of(target.uri.many("fields"), default_fields, optional_fields)
+    return AirtableSink(target, choice, target.uri.one("key"))
 
 
 register_sink_scheme("airtable", open_airtable_sink)

@@ -31,7 +31,7 @@ import pandas as pd
 from augment_it.connections import StoreURI, load_settings, store_key_for
 from augment_it.errors import UserInputError
 from augment_it.records import INT64_MAX, INT64_MIN, is_missing, plain, to_storable
-from augment_it.sinks import SinkCounts, register_sink_scheme, writable_fields
+from augment_it.sinks import FieldChoice, SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.databricks import (
     DatabricksAccessError,
     DatabricksSettings,
@@ -156,7 +156,7 @@ def describe_keys(batch: list[MergeRow]) -> str:
 class DatabricksTableSink:
     uri: StoreURI
     settings: DatabricksSettings
-    fields: list[str]
+    choice: FieldChoice
 
     @property
     def key(self) -> str:
@@ -167,9 +167,12 @@ class DatabricksTableSink:
 
         table = self.uri.netloc
         counts = SinkCounts("databricks", table)
-        fields = [f for f in writable_fields(records, self.fields) if f != self.key]
+        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
+        runner = StatementRunner(self.settings, self.uri.one("warehouse"))
+        columns = self._columns(runner, table) if self.choice.optional else None
+        fields = [f for f in self.choice.to_write(records, columns) if f != self.key]
         if 1 + len(fields) > MAX_PARAMETERS:
             raise UserInputError(f"databricks:{table}: the key and {len(fields)} fields need "
                                  f"{1 + len(fields)} parameters per row, Databricks takes {MAX_PARAMETERS} "
@@ -188,7 +191,6 @@ class DatabricksTableSink:
         key_type = sql_type([k for k, _ in rows])
         types = [key_type, *(sql_type([values[i] for _, values in rows]) for i in range(len(fields)))]
         merge_rows = self._last_per_key(rows, key_type, counts)
-        runner = StatementRunner(self.settings, self.uri.one("warehouse"))
         done = 0
         for batch in statement_batches(merge_rows, self.settings.rows_per_statement):
             parameters = [StatementParameterListItem(name=f"k{index}" if i == 0 else f"v{index}_{i - 1}",
@@ -208,6 +210,18 @@ class DatabricksTableSink:
                 self._count(counts, columns, result, len(batch))
             done += len(batch)
         return counts.as_dict()
+
+    @staticmethod
+    def _columns(runner: StatementRunner, table: str) -> set[str]:
+        """The table's column names (Databricks compares them without regard to case)."""
+        try:
+            columns, _ = runner.run(f"SELECT * FROM {quote_table(table)} LIMIT 0")
+        except DatabricksUnreachableError:
+            raise
+        except UserInputError as exc:  # no such table, say: every MERGE would fail the same way
+            raise UserInputError(f"databricks:{table}: cannot write: {exc}") from None
+        names = {str(c.name) for c in columns}
+        return names | {n.lower() for n in names}
 
     @staticmethod
     def _last_per_key(rows: list[tuple[Any, list[Any]]], key_type: str,
@@ -268,7 +282,8 @@ class DatabricksVolumeSink:
 
 
 def open_databricks_sink(uri: str,
-                         default_fields: Sequence[str]) -> DatabricksTableSink | DatabricksVolumeSink:
+                         default_fields: Sequence[str],
+                         optional_fields: Sequence[str]) -> DatabricksTableSink | DatabricksVolumeSink:
     parsed = StoreURI.parse(uri)
     settings = load_settings(DatabricksSettings, parsed.one("block"))
     if parsed.path.startswith("/Volumes/"):
@@ -279,7 +294,8 @@ def open_databricks_sink(uri: str,
         raise UserInputError(f"{uri}: expected databricks://CATALOG.SCHEMA.TABLE or "
                              "databricks:///Volumes/CATALOG/SCHEMA/VOLUME/file.parquet")
     quote_table(parsed.netloc)  # a malformed name fails now, before any row is sent
-    return DatabricksTableSink(parsed, settings, parsed.many("fields") or list(default_fields))
+    choice = FieldChoice.of(parsed.many("fields"), default_fields, optional_fields)
+    return DatabricksTableSink(parsed, settings, choice)
 
 
 register_sink_scheme("databricks", open_databricks_sink)

@@ -32,6 +32,7 @@ from augment_it.connections import STORE_KEY, store_key_for
 from augment_it.errors import InputNotice, UserInputError
 from augment_it.records import is_missing, plain
 from augment_it.sinks import (
+    FieldChoice,
     SinkCounts,
     field_value,
     in_batches,
@@ -75,11 +76,11 @@ def _key_value(value: Any) -> Any:
 @dataclass
 class NocoDBSink:
     target: NocoDBTarget
-    fields: list[str]
+    choice: FieldChoice
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("nocodb", self.target.table)
-        fields = writable_fields(records, self.fields)
+        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
         key = self.target.key
@@ -88,6 +89,7 @@ class NocoDBSink:
             table_id = client.table_id(self.target.base, self.target.table)
             self._check_table(client, table_id)
             columns = client.writable_columns(table_id)
+            fields = self.choice.to_write(records, columns)
             multi_select = {name for name, kind in (columns or {}).items() if kind == "MultiSelect"}
             updates, creates = [], []
             for row in records.to_dict(orient="records"):
@@ -180,9 +182,9 @@ class NocoDBSink:
         return ", ".join(keys) if keys else f"{len(batch)} new row(s)"
 
 
-def open_nocodb_sink(uri: str, default_fields: Sequence[str]) -> NocoDBSink:
+def open_nocodb_sink(uri: str, default_fields: Sequence[str], optional_fields: Sequence[str]) -> NocoDBSink:
     target = NocoDBTarget.parse(uri)
-    return NocoDBSink(target, target.uri.many("fields") or list(default_fields))
+    return NocoDBSink(target, FieldChoice.of(target.uri.many("fields"), default_fields, optional_fields))
 
 
 register_sink_scheme("nocodb", open_nocodb_sink)
