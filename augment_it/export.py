@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
+from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.records import AI_STATUS, REASON
 from augment_it.review import REVIEW_STATUS
+from augment_it.sinks import Sink, open_sink
 
 OUTCOMES = ("exported", "rejected", "quarantined", "failed")
 FORMATS = ("parquet", "csv", "jsonl")
+
+
+def destination_sink(uri: str, output_fields: Sequence[str]) -> Sink:
+    """Where `--to` writes: the template's answers, which the table must have fields for, and the
+    enrichers into the fields it has of their names; or the fields the URI names (`?fields=`)."""
+    return open_sink(uri, output_fields, ENRICHED_FIELDS)
 
 
 def split_outcomes(processed: pd.DataFrame, reviewed: pd.DataFrame,

@@ -60,7 +60,7 @@ async def augment_pipeline(
     """
     settings = settings or ProcessSettings()
     if destination:  # a deployment run from the UI has had no CLI check it
-        await aoutcome(check_destination(destination, return_state=True))
+        await aoutcome(check_destination(destination, template, return_state=True))
     await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
     await run_stage(process, stages, out=out, template=template,
                     settings=settings.model_dump() if stages == "deployments" else settings)

@@ -11,11 +11,10 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
-from augment_it.enrichers import ENRICHED_FIELDS
-from augment_it.export import OUTCOMES, split_outcomes, summarize, summary_markdown
+from augment_it.export import OUTCOMES, destination_sink, split_outcomes, summarize, summary_markdown
 from augment_it.layout import RunLayout, read_frame, read_json, write_frame, write_json, write_text
 from augment_it.review import ReviewDecision, apply_decision, review_report
-from augment_it.sinks import open_sink
+from blocks.templates import load_prompt_template
 from tasks.failures import fails_cleanly
 from tasks.review import read_processed
 
@@ -59,33 +58,31 @@ async def write_summary(out: str, outcomes: dict[str, pd.DataFrame], processed: 
 
 @task(name="check-destination", cache_policy=NO_CACHE)
 @fails_cleanly
-async def check_destination(destination: str) -> None:
-    """Refuse a destination that cannot be written (unknown scheme, malformed URI, no credentials)
-    before any model call is paid for; the CLI checks the same before it starts a flow."""
-    open_sink(destination)
+async def check_destination(uri: str, template: str) -> None:
+    """Refuse a destination that cannot be written (unknown scheme, malformed URI, no credentials,
+    no field for an answer) before any model call is paid for; the CLI checks the same before it
+    starts a flow."""
+    destination_sink(uri, list(load_prompt_template(template).output_fields)).check()
 
 
 @task(name="write-to-destination", cache_policy=NO_CACHE)  # each sink retries its own requests
 @fails_cleanly
-async def write_to_destination(out: str, destination: str, exported: pd.DataFrame,
+async def write_to_destination(out: str, uri: str, exported: pd.DataFrame,
                                summary: dict[str, Any]) -> dict[str, Any]:
-    """Write the approved records' augmented fields back to DESTINATION; counts go in summary.json.
-
-    The fields written are the template's output fields, and the enrichers the destination has a
-    field for, unless the destination URI names its own with `?fields=`.
-    """
+    """Write the approved records' augmented fields back to the destination URI (see
+    `augment_it.export.destination_sink` for which); counts go in summary.json."""
     layout = RunLayout(out)
     template = read_json(layout.process_report).get("template", {})
-    counts = open_sink(destination, template.get("output_fields", []), ENRICHED_FIELDS).write(exported)
-    summary = {**summary, "destination": {"uri": destination, **counts}}
+    counts = destination_sink(uri, template.get("output_fields", [])).write(exported)
+    summary = {**summary, "destination": {"uri": uri, **counts}}
     write_json(summary, layout.summary)
     await acreate_markdown_artifact(
         key="export-destination", description="Records written back to the destination",
-        markdown="\n".join(["# Destination", "", f"`{destination}`", "", "| written | records |", "|---|---|",
+        markdown="\n".join(["# Destination", "", f"`{uri}`", "", "| written | records |", "|---|---|",
                             f"| updated | {counts['updated']} |", f"| created | {counts['created']} |",
                             f"| failed | {counts['failed']} |"]
                            + ([""] + [f"- {e}" for e in counts["errors"]] if counts["errors"] else [])),
     )
     if counts["failed"]:
-        print(f"{counts['failed']} record(s) could not be written to {destination}; see summary.json")
+        print(f"{counts['failed']} record(s) could not be written to {uri}; see summary.json")
     return summary

@@ -305,3 +305,33 @@ def test_round_trip_updates_the_same_records_without_duplicates(prefect_api: Non
     assert second.result()["destination"]["updated"] == 12
     assert set(table.records) == ids, "the second run must update, not create"
     assert changed["fields"]["word_count"] > words_before + 15, "the rerun wrote fresh values"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_table_without_a_field_for_an_answer_is_refused_before_any_call(
+        airtable: AirtableStandin, llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It failed at export (UNKNOWN_FIELD_NAME), after the model had been paid for every record."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+    from tests.pipeline import run_pipeline
+
+    airtable.add_table("appBase", "Companies", {"name": "singleLineText", "description": "multilineText",
+                                                 "summary": "multilineText"}, companies(3))
+    template = tmp_path / "t.yaml"
+    template.write_text("name: profile\nmodel: gpt-4o-mini\nprompt: 'Describe {{ name }}'\n"
+                        "output:\n  summary: string\n  industry: string\n")
+    uri = "airtable://appBase/Companies"
+    said = ("airtable:appBase/Companies: the table has no field(s) industry to write the answers to; "
+            "add them, or choose the fields to write with ?fields=")
+    state = run_pipeline(uri, template, tmp_path / "run", destination=uri)  # as a deployment runs it
+    assert state.is_failed() and said in str(state.message)
+    cli = CliRunner().invoke(app, ["run", uri, "-t", str(template), "--to", uri,
+                                   "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 2 and said in cli.output, cli.output
+    assert llm.total_requests == 0
+    assert not (tmp_path / "run" / ".augment").exists() and not (tmp_path / "cli").exists()
+    # Naming the fields to write is the way out.
+    good = run_pipeline(uri, template, tmp_path / "run", destination=f"{uri}?fields=summary")
+    assert good.is_completed(), good.message
+    assert good.result()["destination"]["updated"] == 3

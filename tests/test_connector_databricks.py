@@ -84,6 +84,10 @@ def test_enrichers_go_only_to_columns_the_table_has(databricks: DatabricksStandi
                         (f"databricks://{TABLE}?key=id&fields=summary,word_count", [])):
         counts = open_sink(uri, fields, ENRICHED_FIELDS).write(rows)
         assert counts["failed"] == 2 and "word_count" in counts["errors"][0]
+        # Checked before a run pays for answers.
+        with pytest.raises(UserInputError, match=r"has no field\(s\) word_count to write"):
+            open_sink(uri, fields, ENRICHED_FIELDS).check()
+    open_sink(f"databricks://{TABLE}?key=id", ["SUMMARY", "language"], ENRICHED_FIELDS).check()  # any case
 
 
 def test_a_missing_value_never_clears_a_stored_one(databricks: DatabricksStandin) -> None:

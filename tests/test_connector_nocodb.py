@@ -187,6 +187,10 @@ def test_enrichers_go_only_to_columns_the_table_has(nocodb: NocoDBStandin) -> No
         ("one", "en"), ("two", "fr")]
     with pytest.raises(UserInputError, match=r"no writable column\(s\) word_count"):
         open_sink(f"nocodb://{table.id}?fields=summary,word_count", [], ENRICHED_FIELDS).write(records)
+    # Checked before a run pays for answers: every answer needs its column, enrichers do not.
+    open_sink(f"nocodb://{table.id}", ["summary"], ENRICHED_FIELDS).check()
+    with pytest.raises(UserInputError, match=r"has no field\(s\) industry to write"):
+        open_sink(f"nocodb://{table.id}", ["summary", "industry"], ENRICHED_FIELDS).check()
 
 
 def test_a_list_goes_to_a_multi_select_as_its_options_and_to_text_as_its_json(nocodb: NocoDBStandin) -> None:

@@ -19,13 +19,12 @@ from augment_it import progress
 from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
-from augment_it.export import shown_reason
+from augment_it.export import destination_sink, shown_reason
 from augment_it.layout import check_run_dir
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
-from augment_it.sinks import open_sink
 from augment_it.sources import open_source
 from augment_it.sources.web import web_source_uri
 from blocks.templates import load_prompt_template
@@ -121,10 +120,10 @@ def check_inputs(source: str, template: str, settings: ProcessSettings, out: str
     try:
         check_run_dir(out)
         open_source(source)
-        apply_overrides(load_prompt_template(template), settings, origin=template)
+        prompt = apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
         if destination:
-            open_sink(destination)
+            destination_sink(destination, list(prompt.output_fields)).check()
     except UserInputError as exc:
         fail(str(exc))
 

@@ -93,6 +93,10 @@ def present_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Sink(Protocol):
+    def check(self) -> None:
+        """Raise a UserInputError, before any answer is paid for, when the table plainly lacks a
+        field to write (as far as the store lets the sink read its fields)."""
+
     def write(self, records: pd.DataFrame) -> dict[str, Any]: ...
 
 
@@ -138,6 +142,13 @@ class FieldChoice:
         if named:
             return cls(list(named), [])
         return cls(list(default_fields), [f for f in optional_fields if f not in default_fields])
+
+    def check(self, where: str, store_has: Container[str] | None) -> None:
+        """Refuse fields the store has none of (STORE_HAS None: not known, nothing refused)."""
+        missing = [f for f in self.fields if store_has is not None and f not in store_has]
+        if missing:
+            raise UserInputError(f"{where}: the table has no field(s) {', '.join(missing)} to write the "
+                                 "answers to; add them, or choose the fields to write with ?fields=")
 
     def to_write(self, frame: pd.DataFrame, store_has: Container[str] | None) -> list[str]:
         """The fields to write from FRAME; STORE_HAS: the store's fields, None when not known (then

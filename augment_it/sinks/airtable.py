@@ -95,6 +95,10 @@ class AirtableSink:
     # Optional fields Airtable refused as unknown (its schema unread): left out of the later requests.
     absent: set[str] = field(default_factory=set)
 
+    def check(self) -> None:
+        table = self.target.table_client()
+        self.choice.check(f"airtable:{self.target.base}/{self.target.table}", self._field_types(table))
+
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("airtable", f"{self.target.base}/{self.target.table}")
         writable_fields(records, self.choice.fields)

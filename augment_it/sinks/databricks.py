@@ -48,6 +48,13 @@ MAX_PARAMETERS = 255  # parameter markers in one statement (Databricks native pa
 MAX_PARAMETER_BYTES = 900_000  # all values of one statement: Databricks takes at most 1 MB
 
 
+class ColumnNames(frozenset[str]):
+    """A table's column names, which Databricks compares without regard to case (held lower-case)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
 def sql_type(values: list[Any]) -> str:
     """One parameter type per column, so a NULL in one row and a number in the next agree."""
     present = [v for v in values if v is not None]
@@ -162,6 +169,11 @@ class DatabricksTableSink:
     def key(self) -> str:
         return self.uri.one("key") or "id"
 
+    def check(self) -> None:
+        runner = StatementRunner(self.settings, self.uri.one("warehouse"))
+        columns = self._columns(runner, self.uri.netloc)
+        self.choice.check(f"databricks:{self.uri.netloc}", columns)
+
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         from databricks.sdk.service.sql import StatementParameterListItem
 
@@ -212,16 +224,15 @@ class DatabricksTableSink:
         return counts.as_dict()
 
     @staticmethod
-    def _columns(runner: StatementRunner, table: str) -> set[str]:
-        """The table's column names (Databricks compares them without regard to case)."""
+    def _columns(runner: StatementRunner, table: str) -> ColumnNames:
+        """The table's column names."""
         try:
             columns, _ = runner.run(f"SELECT * FROM {quote_table(table)} LIMIT 0")
         except DatabricksUnreachableError:
             raise
         except UserInputError as exc:  # no such table, say: every MERGE would fail the same way
             raise UserInputError(f"databricks:{table}: cannot write: {exc}") from None
-        names = {str(c.name) for c in columns}
-        return names | {n.lower() for n in names}
+        return ColumnNames(str(c.name).lower() for c in columns)
 
     @staticmethod
     def _last_per_key(rows: list[tuple[Any, list[Any]]], key_type: str,
@@ -259,6 +270,9 @@ class DatabricksVolumeSink:
     uri: StoreURI
     settings: DatabricksSettings
     fields: list[str]
+
+    def check(self) -> None:
+        pass  # a new file in a volume: nothing to check before the records exist
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         from databricks.sdk.errors import DatabricksError

@@ -78,6 +78,15 @@ class NocoDBSink:
     target: NocoDBTarget
     choice: FieldChoice
 
+    def check(self) -> None:
+        client = NocoDBClient(self.target.settings)
+        try:
+            table_id = client.table_id(self.target.base, self.target.table)
+            self._check_table(client, table_id)
+            self.choice.check(f"nocodb:{self.target.table}", client.writable_columns(table_id))
+        finally:
+            client.close()
+
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("nocodb", self.target.table)
         writable_fields(records, self.choice.fields)
