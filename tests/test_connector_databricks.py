@@ -88,6 +88,22 @@ def test_enrichers_go_only_to_columns_the_table_has(databricks: DatabricksStandi
         with pytest.raises(UserInputError, match=r"has no field\(s\) word_count to write"):
             open_sink(uri, fields, ENRICHED_FIELDS).check()
     open_sink(f"databricks://{TABLE}?key=id", ["SUMMARY", "language"], ENRICHED_FIELDS).check()  # any case
+    with pytest.raises(UserInputError, match=r"dev.crm.gone: cannot write: .*TABLE_OR_VIEW_NOT_FOUND"):
+        open_sink("databricks://dev.crm.gone?key=id", ["summary"], ENRICHED_FIELDS).check()
+
+
+def test_columns_that_cannot_be_read_are_not_guessed(databricks: DatabricksStandin) -> None:
+    """A probe for the columns that fails (for a reason other than a missing table) checks nothing
+    and leaves each MERGE to succeed or fail on its own."""
+    databricks.add_table(TABLE, COLUMNS, companies(2))
+    rows = pd.DataFrame({"id": [1, 2], "summary": ["one", "two"], "word_count": [5, 6]})
+    sink = open_sink(f"databricks://{TABLE}?key=id", ["summary"], ENRICHED_FIELDS)
+    databricks.fail_next(400, "INVALID_PARAMETER_VALUE", "not in this workspace")
+    sink.check()
+    databricks.fail_next(400, "INVALID_PARAMETER_VALUE", "not in this workspace")
+    assert sink.write(rows)["updated"] == 2
+    assert databricks.query(f"SELECT id, summary, word_count FROM {TABLE} ORDER BY id") == [
+        (1, "one", 5), (2, "two", 6)]
 
 
 def test_a_missing_value_never_clears_a_stored_one(databricks: DatabricksStandin) -> None:

@@ -7,12 +7,13 @@ or created when no key is given. Requests carry at most 10 records (Airtable ans
 and `typecast`, so select options and numbers written as text are converted by Airtable instead of
 refused. A missing value is left out of its record's fields, so it never clears a cell (records of
 one request may then name different fields, as Airtable allows). A list goes to a multi-select or
-linked-record field as an array, to any other field as its JSON text (the field types come from the
-base's schema, read only when a list is to be written; a token without `schema.bases:read` gets JSON
-text everywhere). A refused value fails its record only; an unknown field or a table the token
-cannot write stops the write with one error. A request without an answer after the retries, or still
-rate limited (429) or failing (5xx) after them, stops the write too (see
-SinkCounts.stop_unanswered): every later one would wait them out again.
+linked-record field as an array, to any other field as its JSON text; the enrichers go only to
+fields the table has. Both come from the base's schema, read when a list or an enricher is to be
+written; with a token without `schema.bases:read`, lists go as JSON text and an enricher field
+Airtable refuses as unknown is left out from then on. A refused value fails its record only; an
+unknown field or a table the token cannot write stops the write with one error. A request without an
+answer after the retries, or still rate limited (429) or failing (5xx) after them, stops the write
+too (see SinkCounts.stop_unanswered): every later one would wait them out again.
 """
 
 from __future__ import annotations

@@ -224,14 +224,17 @@ class DatabricksTableSink:
         return counts.as_dict()
 
     @staticmethod
-    def _columns(runner: StatementRunner, table: str) -> ColumnNames:
-        """The table's column names."""
+    def _columns(runner: StatementRunner, table: str) -> ColumnNames | None:
+        """The table's column names; None when the statement failed for a reason other than a
+        missing table (then every MERGE fails with its own reason, or succeeds)."""
         try:
             columns, _ = runner.run(f"SELECT * FROM {quote_table(table)} LIMIT 0")
-        except DatabricksUnreachableError:
+        except DatabricksAccessError:  # unreachable, or the token may not: nothing could be written
             raise
-        except UserInputError as exc:  # no such table, say: every MERGE would fail the same way
-            raise UserInputError(f"databricks:{table}: cannot write: {exc}") from None
+        except UserInputError as exc:
+            if "TABLE_OR_VIEW_NOT_FOUND" in str(exc):  # Databricks' error class for a missing table
+                raise UserInputError(f"databricks:{table}: cannot write: {exc}") from None
+            return None
         return ColumnNames(str(c.name).lower() for c in columns)
 
     @staticmethod

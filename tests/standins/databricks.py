@@ -6,7 +6,8 @@
   SUCCEEDED with `manifest` (schema columns with `type_name`, `type_text` and, for DECIMAL,
   `type_precision`/`type_scale`; `total_chunk_count`, `chunks`, `truncated`) and the first chunk in
   `result` (`data_array` of text values, `next_chunk_index`); SQL errors end in FAILED with
-  `status.error`. `GET /api/2.0/sql/statements/{id}`, `GET .../result/chunks/{n}` and
+  `status.error` (a missing table: `[TABLE_OR_VIEW_NOT_FOUND] ...`).
+  `GET /api/2.0/sql/statements/{id}`, `GET .../result/chunks/{n}` and
   `POST .../cancel` as documented. MERGE answers num_affected/updated/deleted/inserted_rows.
 - Native parameter limits (databricks-sql-python docs/parameters.md): more than 255 parameters or
   more than 1 MB of values is refused with 400 BAD_REQUEST, before the statement runs.
@@ -335,6 +336,15 @@ class DatabricksStandin(BackgroundServer):
                         rows, statement.truncated = rows[:row_limit], True
                     statement.rows = [[_text(v) for v in row] for row in rows]
             statement.state = "SUCCEEDED"
+        except duckdb.CatalogException as exc:
+            statement.state = "FAILED"
+            if match := re.search(r'Table with name "?([^\s"]+)"? does not exist', str(exc)):
+                # Databricks' own error class and wording for a missing table.
+                message = (f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{match.group(1)}` cannot be "
+                           "found. Verify the spelling and correctness of the schema and catalog.")
+            else:
+                message = str(exc).splitlines()[0]
+            statement.error = {"error_code": "BAD_REQUEST", "message": message}
         except (duckdb.Error, ApiError) as exc:
             message = exc.message if isinstance(exc, ApiError) else str(exc).splitlines()[0]
             statement.state = "FAILED"
