@@ -38,7 +38,6 @@ from augment_it.sinks import (
     present_values,
     register_sink_scheme,
     send_in_turn,
-    writable_fields,
 )
 from augment_it.sources import SOURCE
 from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of, retried
@@ -102,7 +101,6 @@ class AirtableSink:
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("airtable", f"{self.target.base}/{self.target.table}")
-        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
         table = self.target.table_client()

@@ -179,7 +179,6 @@ class DatabricksTableSink:
 
         table = self.uri.netloc
         counts = SinkCounts("databricks", table)
-        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
         runner = StatementRunner(self.settings, self.uri.one("warehouse"))

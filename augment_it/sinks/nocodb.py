@@ -39,7 +39,6 @@ from augment_it.sinks import (
     present_values,
     register_sink_scheme,
     send_in_turn,
-    writable_fields,
 )
 from augment_it.sources.nocodb import (
     NocoDBClient,
@@ -89,7 +88,6 @@ class NocoDBSink:
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("nocodb", self.target.table)
-        writable_fields(records, self.choice.fields)
         if records.empty:
             return counts.as_dict()
         key = self.target.key
