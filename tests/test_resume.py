@@ -51,6 +51,7 @@ def test_kill_9_half_way_then_rerun_sends_only_unanswered_prompts(llm, tmp_path:
     while command_servers() - servers:
         assert time.time() < deadline, "the killed run's temporary server outlived it"
         time.sleep(0.2)
+    assert list(Path(os.environ["PREFECT_HOME"]).glob(f"augment-server-{first.pid}.log")) == []
 
     rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

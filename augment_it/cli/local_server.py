@@ -8,7 +8,7 @@ it ends; a command killed outright leaves it to stop itself (server_process).
 
 The server writes to a log file of its own, not to the terminal: stopping it mid-flush makes
 Prefect log a traceback it recovers from, which printed a wall of text after a good run. The log
-is removed when the server stops cleanly, and named when it does not start.
+is removed when the server stops cleanly or outlives its command, and named when it does not start.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
+from augment_it.cli.server_process import LOG_ENV
 from augment_it.cli.terminal import console
 from augment_it.errors import UserInputError
 from flows.review import TEMPORARY_API_ENV
@@ -100,7 +101,7 @@ def _start() -> tuple[subprocess.Popen[bytes], str, Path]:
              "--log-level", "error", "--lifespan", "on"],
             env={**SERVER_DEFAULTS, **os.environ,
                  **get_current_settings().to_environment_variables(exclude_unset=True),
-                 "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": url},
+                 "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": url, LOG_ENV: str(log)},
             pass_fds=(listener.fileno(),), stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,  # out of the terminal's process group: Ctrl-C reaches the command only
         )
