@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -89,3 +90,48 @@ def test_a_sigterm_prefect_handled_in_a_flow_run_still_reaches_the_command() -> 
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert (done.returncode, done.stdout.strip()) == (0, "reached the command"), done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(llm, tmp_path: Path) -> None:
+    """Ctrl-C of `augment run ... | tee run.log` ended tee too; Prefect's crash report then failed on
+    the closed pipe and the review run stayed paused: `augment review list` showed it waiting, and
+    `approve` took a decision that nobody would act on."""
+    import asyncio
+    import json
+    import shlex
+
+    from prefect.settings import PREFECT_API_URL
+
+    from augment_it.cli.review_client import paused_reviews, read_review_run
+
+    source = tmp_path / "records.csv"
+    source.write_text("id\n" + "".join(f"r{i}\n" for i in range(8)))
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    command = shlex.join([sys.executable, "-m", "augment_it.cli.main", "run", str(source), "-t",
+                          str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / "out"),
+                          "--review", "cli"])
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # A terminal's foreground job: the command and its `| cat` in one group, both reached by Ctrl-C.
+    shell = subprocess.Popen(["sh", "-c", f"{command} 2>&1 | cat"], cwd=ROOT, env=env,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pending = tmp_path / "out" / ".augment" / "review" / "pending.json"
+        deadline = time.time() + 120
+        while not pending.exists():
+            assert shell.poll() is None and time.time() < deadline, "the run ended before its review"
+            time.sleep(0.2)
+        run_id = json.loads(pending.read_text())["flow_run_id"]
+        while not asyncio.run(read_review_run(run_id)).paused:
+            assert time.time() < deadline, "the review run never paused"
+            time.sleep(0.2)
+        os.killpg(shell.pid, signal.SIGINT)
+        shell.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    ended = asyncio.run(read_review_run(run_id))
+    assert not ended.paused and ended.state in {"Cancelled", "Crashed"}, ended.state
+    assert run_id not in {run.id for run in asyncio.run(paused_reviews())}

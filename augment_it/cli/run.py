@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +23,7 @@ from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
 from augment_it.export import destination_sink, shown_reason
-from augment_it.layout import check_run_dir
+from augment_it.layout import RunLayout, check_run_dir
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
@@ -72,11 +75,12 @@ def run(
     from flows.pipeline import augment_pipeline
 
     raise_on_sigterm()
+    run_dir = str(Path(out)) if "://" not in out else out
     try:
-        with prefect_api(), ProgressBar(console) as bar:
+        with prefect_api(), ProgressBar(console) as bar, cancelling_review_on_exit(run_dir):
             progress.report_to(bar)
             state = asyncio.run(augment_pipeline(
-                source=source, template=template, out=str(Path(out)) if "://" not in out else out,
+                source=source, template=template, out=run_dir,
                 review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
                 settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
                 review_timeout_outcome=review_timeout_outcome, review_again=review_again,
@@ -97,6 +101,25 @@ def run(
     print_summary(summary, out)
     if not summary["balanced"]:
         raise typer.Exit(1)
+
+
+@contextmanager
+def cancelling_review_on_exit(out: str) -> Iterator[None]:
+    """A command that ends while its run waits for review could leave that review run paused on the
+    server: `augment review list` showed it waiting and `approve` took a decision nobody would act
+    on. Prefect marks it crashed on a Ctrl-C, but not when the Ctrl-C also ended the command's
+    `| tee` (its crash report then fails on the closed pipe). Whatever ends the command, the run
+    still paused is cancelled (while the server still runs), saying why."""
+    try:
+        yield
+    except BaseException:
+        from augment_it.cli.review_client import cancel_abandoned
+
+        with contextlib.suppress(Exception):  # best effort: the command is ending either way
+            asyncio.run(asyncio.wait_for(cancel_abandoned(
+                RunLayout(out).pending_review, "augment run was stopped while it waited for review; "
+                "run the same command again to review"), timeout=10))
+        raise
 
 
 def raise_on_sigterm() -> None:
