@@ -94,10 +94,13 @@ def test_a_sigterm_prefect_handled_in_a_flow_run_still_reaches_the_command() -> 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_api")
-def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(llm, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "piped"), [(signal.SIGINT, True), (signal.SIGHUP, False)])
+def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(
+        signum: int, piped: bool, llm, tmp_path: Path) -> None:
     """Ctrl-C of `augment run ... | tee run.log` ended tee too; Prefect's crash report then failed on
     the closed pipe and the review run stayed paused: `augment review list` showed it waiting, and
-    `approve` took a decision that nobody would act on."""
+    `approve` took a decision that nobody would act on. A closed terminal (SIGHUP) ended the
+    command on the spot, with the same result."""
     import asyncio
     import json
     import shlex
@@ -114,9 +117,10 @@ def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(llm, tm
                           "--review", "cli"])
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    # A terminal's foreground job: the command and its `| cat` in one group, both reached by Ctrl-C.
-    shell = subprocess.Popen(["sh", "-c", f"{command} 2>&1 | cat"], cwd=ROOT, env=env,
-                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A terminal's foreground job: the command (and its `| cat`) in one group, which the signal reaches.
+    job = f"{command} 2>&1 | cat" if piped else f"exec {command}"
+    shell = subprocess.Popen(["sh", "-c", job], cwd=ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pending = tmp_path / "out" / ".augment" / "review" / "pending.json"
         deadline = time.time() + 120
@@ -127,11 +131,13 @@ def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(llm, tm
         while not asyncio.run(read_review_run(run_id)).paused:
             assert time.time() < deadline, "the review run never paused"
             time.sleep(0.2)
-        os.killpg(shell.pid, signal.SIGINT)
+        os.killpg(shell.pid, signum)
         shell.wait(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGKILL)
+    if not piped:
+        assert shell.returncode == 128 + signum
     ended = asyncio.run(read_review_run(run_id))
     assert not ended.paused and ended.state in {"Cancelled", "Crashed"}, ended.state
     assert run_id not in {run.id for run in asyncio.run(paused_reviews())}

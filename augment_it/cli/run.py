@@ -123,15 +123,18 @@ def cancelling_review_on_exit(out: str) -> Iterator[None]:
 
 
 def raise_on_sigterm() -> None:
-    """SIGTERM raises TerminationSignal, which `run` answers like Ctrl-C.
+    """SIGTERM, and SIGHUP (the terminal closed), raise TerminationSignal, which `run` answers
+    like Ctrl-C.
 
-    Prefect does the same inside a flow run, but after its crash handling it sends the signal
-    again to the handler it found there: Python's default killed the command before it could say
-    what is kept (exit -15)."""
+    Prefect does the same for SIGTERM inside a flow run, but after its crash handling it sends the
+    signal again to the handler it found there: Python's default killed the command before it
+    could say what is kept (exit -15). Python's default for SIGHUP ends the command on the spot,
+    leaving a review it waited for paused, to be approved in the UI for nothing."""
     def terminate(signum: int, frame: object) -> None:
         raise TerminationSignal(signal=signum)
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
 
 
 def check_inputs(source: str, template: str, settings: ProcessSettings, out: str,
