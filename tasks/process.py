@@ -87,7 +87,9 @@ def chunk_counts(frame: pd.DataFrame, asked: set[str] | None = None) -> dict[str
     by default) and did not answer from the cache: answers kept by a resumed part or replayed from
     the cache were paid by an earlier run, and their rows say what they cost then."""
     status = frame[AI_STATUS].value_counts().to_dict()
-    paid = frame if asked is None else frame[frame[ID].isin(asked) & ~frame["_cached"].astype(bool)]
+    paid = frame[~frame["_cached"].astype(bool)]
+    if asked is not None:
+        paid = paid[paid[ID].isin(asked)]
     # Tokens and cost are null together where the provider did not report usage; the totals are
     # over the other records, and how many were left out is counted beside them.
     with_usage = paid["_input_tokens"].notna()
