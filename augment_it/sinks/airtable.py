@@ -106,9 +106,10 @@ class AirtableSink:
         table = self.target.table_client()
         rows = records.to_dict(orient="records")
         # The schema says which fields the table has and which take an array: read when it matters.
-        wanted = [f for f in (*self.choice.fields, *self.choice.optional) if f in records.columns]
-        has_lists = any(isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in wanted)
-        schema = self._field_types(table) if self.choice.optional or has_lists else None
+        wanted = [f for f in self.choice.fields if f in records.columns]
+        needs_schema = bool(self.choice.optional) or any(
+            isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in wanted)
+        schema = self._field_types(table) if needs_schema else None
         fields = self.choice.to_write(records, schema)
         list_fields = {name for name, kind in (schema or {}).items() if kind in LIST_FIELD_TYPES}
         by_id, by_key, keyless = [], [], 0
