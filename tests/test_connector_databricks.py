@@ -106,6 +106,26 @@ def test_columns_that_cannot_be_read_are_not_guessed(databricks: DatabricksStand
         (1, "one", 5), (2, "two", 6)]
 
 
+def test_list_answers_go_to_array_columns_as_arrays(databricks: DatabricksStandin) -> None:
+    """A list answer went as its JSON text, which Databricks does not assign to an ARRAY column: a
+    table made for `tags: list[string]` refused every row. It goes as an array there, and as JSON
+    text to a STRING column; an element of the wrong type fails its row, never writes NULL."""
+    columns = {"id": "BIGINT", "tags": "VARCHAR[]", "scores": "BIGINT[]", "tags_text": "VARCHAR"}
+    databricks.add_table(TABLE, columns, [{"id": 1, "tags": ["old"]}])
+    rows = pd.DataFrame({"id": [1, 2], "tags": [["a", "b, c"], []], "scores": [[1, 2], None],
+                         "tags_text": [["x"], ["y", "z"]]})
+    for written in ((1, 1, 0), (2, 0, 0)):  # and again: the same rows, updated
+        counts = open_sink(f"databricks://{TABLE}?key=id", ["tags", "scores", "tags_text"]).write(rows)
+        assert (counts["updated"], counts["created"], counts["failed"]) == written, counts["errors"]
+    assert databricks.query(f"SELECT id, tags, scores, tags_text FROM {TABLE} ORDER BY id") == [
+        (1, ["a", "b, c"], [1, 2], '["x"]'), (2, [], None, '["y", "z"]')]
+    assert open_source(f"databricks://{TABLE}").read().records[0]["tags"] == ["a", "b, c"]
+    wrong = pd.DataFrame({"id": [1], "scores": [["one"]]})
+    counts = open_sink(f"databricks://{TABLE}?key=id", ["scores"]).write(wrong)
+    assert counts["failed"] == 1 and "key 1" in counts["errors"][0], counts
+    assert databricks.query(f"SELECT scores FROM {TABLE} WHERE id = 1") == [([1, 2],)]
+
+
 def test_a_missing_value_never_clears_a_stored_one(databricks: DatabricksStandin) -> None:
     databricks.add_table(TABLE, COLUMNS, companies(3))
     # Typed in after the records were read, while the run waited for review.
@@ -187,8 +207,9 @@ def test_a_host_that_stops_answering_mid_write_keeps_the_counts(databricks: Data
     databricks.add_table(TABLE, COLUMNS, companies(3))
     fields = ["summary", "word_count", "reading_time_min", "language", "quality_score"]
     frame = pd.DataFrame({"id": range(1, 101), **{f: [None] * 100 for f in fields}}).assign(summary="s")
-    # 6 parameters a row: 42 rows per MERGE. The first takes 3 requests (run, 2 polls), then 503s.
-    databricks.fail_next(503, "TEMPORARILY_UNAVAILABLE", "Workspace is busy", times=50, after=3)
+    # 6 parameters a row: 42 rows per MERGE. The probe for the columns and the first MERGE take 3
+    # requests each (run, 2 polls), then 503s.
+    databricks.fail_next(503, "TEMPORARILY_UNAVAILABLE", "Workspace is busy", times=50, after=6)
     counts = open_sink(f"databricks://{TABLE}?key=id", fields).write(frame)
     assert (counts["updated"], counts["created"], counts["failed"]) == (3, 39, 58)
     assert re.match(r"keys 43\.\.100 \(58 rows\): not written, cannot reach Databricks at .* "
@@ -204,13 +225,15 @@ def test_merges_stay_within_the_parameter_limits(databricks: DatabricksStandin) 
                           "quality_score": [0.9] * 300})
     counts = open_sink(f"databricks://{TABLE}?key=id", fields).write(frame)
     assert (counts["updated"], counts["created"], counts["failed"]) == (100, 200, 0), counts["errors"]
-    assert databricks.statement_parameters == [252] * 7 + [36], "42 rows of 6 parameters, not 200"
+    # After the probe for the columns (no parameters): 42 rows of 6 parameters, not 200.
+    assert databricks.statement_parameters == [0] + [252] * 7 + [36]
     assert databricks.query(f"SELECT count(*), sum(word_count) FROM {TABLE} WHERE language = 'en'") == [
         (300, sum(range(300)))]
     # Long values: fewer rows per statement, so that no statement carries over 1 MB of values.
     long = pd.DataFrame({"id": [1, 2, 3], "summary": ["x" * 400_000, "y" * 400_000, "z" * 400_000]})
     counts = open_sink(f"databricks://{TABLE}?key=id", ["summary"]).write(long)
-    assert (counts["updated"], counts["failed"]) == (3, 0) and databricks.statement_parameters[8:] == [4, 2]
+    assert (counts["updated"], counts["failed"]) == (3, 0)
+    assert databricks.statement_parameters[9:] == [0, 4, 2]
     # Beyond the limit, the stand-in answers as Databricks does.
     runner = StatementRunner(load_settings(DatabricksSettings, None), None)
     markers = [StatementParameterListItem(name=f"p{i}", type="INT", value="1") for i in range(256)]

@@ -8,6 +8,9 @@
   holds at most `rows_per_statement` rows and stays within Databricks' limits for native
   parameters: 255 markers (so fewer rows when there are many fields) and 1 MB of values per
   statement.
+- A list (or mapping) goes as its JSON text, parsed with `from_json` into the column's type when the
+  column is an ARRAY, MAP or STRUCT (Databricks assigns no STRING to those), as the probe for the
+  table's columns (`SELECT * ... LIMIT 0`) tells.
 - One key, one row: Delta refuses a MERGE where two source rows match one target row, and inserts
   both when none does. So when several records of one write have the same key, the last one is
   written and each earlier one is counted as failed, with the key in the reason.
@@ -24,7 +27,7 @@ import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -33,10 +36,12 @@ from augment_it.errors import UserInputError
 from augment_it.records import INT64_MAX, INT64_MIN, is_missing, plain, to_storable
 from augment_it.sinks import FieldChoice, SinkCounts, register_sink_scheme, writable_fields
 from augment_it.sources.databricks import (
+    NESTED_TYPES,
     DatabricksAccessError,
     DatabricksSettings,
     DatabricksUnreachableError,
     StatementRunner,
+    column_type,
     describe_sdk_error,
     quote_identifier,
     quote_table,
@@ -44,15 +49,22 @@ from augment_it.sources.databricks import (
     workspace_client,
 )
 
+if TYPE_CHECKING:
+    from databricks.sdk.service.sql import ColumnInfo
+
 MAX_PARAMETERS = 255  # parameter markers in one statement (Databricks native parameters)
 MAX_PARAMETER_BYTES = 900_000  # all values of one statement: Databricks takes at most 1 MB
 
 
-class ColumnNames(frozenset[str]):
-    """A table's column names, which Databricks compares without regard to case (held lower-case)."""
+class TableColumns(dict[str, str | None]):
+    """A table's columns by name, held lower-case since Databricks compares names without regard to
+    case, each with its type when that is nested (ARRAY, MAP, STRUCT), else None."""
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and super().__contains__(name.lower())
+
+    def nested_type(self, name: str) -> str | None:
+        return self.get(name.lower())
 
 
 def sql_type(values: list[Any]) -> str:
@@ -103,12 +115,24 @@ def matched_clauses(fields: list[str], present: list[tuple[bool, ...]]) -> str:
     return "".join(clauses)
 
 
-def merge_statement(table: str, key: str, fields: list[str], present: list[tuple[bool, ...]]) -> str:
-    """The MERGE for one batch; `present[row][i]`: whether that row has a value for `fields[i]`."""
+def parsed_marker(marker: str, nested_type: str | None) -> str:
+    """A parameter marker, or for a nested column its JSON text parsed as the column's type: a
+    STRING is not assigned to an ARRAY column. FAILFAST: text that is not of that type fails the
+    statement, where the default would write NULL."""
+    if nested_type is None:
+        return marker
+    return f"from_json({marker}, '{nested_type}', map('mode', 'FAILFAST'))"
+
+
+def merge_statement(table: str, key: str, fields: list[str], present: list[tuple[bool, ...]],
+                    nested_types: Sequence[str | None] = ()) -> str:
+    """The MERGE for one batch; `present[row][i]`: whether that row has a value for `fields[i]`;
+    `nested_types[i]`: the nested type of the column `fields[i]` goes to, if it has one."""
     columns = [key, *fields]
+    nested = list(nested_types) or [None] * len(fields)
     selects = []
     for row in range(len(present)):
-        names = [f":k{row}", *(f":v{row}_{i}" for i in range(len(fields)))]
+        names = [f":k{row}", *(parsed_marker(f":v{row}_{i}", nested[i]) for i in range(len(fields)))]
         if row == 0:
             selects.append("SELECT " + ", ".join(f"{n} AS {quote_identifier(c)}" for n, c in zip(
                 names, columns, strict=True)))
@@ -121,6 +145,15 @@ def merge_statement(table: str, key: str, fields: list[str], present: list[tuple
     sources = ", ".join("source." + q for q in quoted)
     sql += f"WHEN NOT MATCHED THEN INSERT ({', '.join(quoted)}) VALUES ({sources})"
     return sql
+
+
+def nested_type(column: ColumnInfo) -> str | None:
+    """An ARRAY, MAP or STRUCT column's type as from_json takes it (`ARRAY<STRING>`), else None; also
+    None for a type text that a SQL string literal would not hold as it is."""
+    text = column.type_text or ""
+    if column_type(column).name not in NESTED_TYPES or not text or "'" in text or "\\" in text:
+        return None
+    return text
 
 
 @dataclass
@@ -182,8 +215,9 @@ class DatabricksTableSink:
         if records.empty:
             return counts.as_dict()
         runner = StatementRunner(self.settings, self.uri.one("warehouse"))
-        columns = self._columns(runner, table) if self.choice.optional else None
+        columns = self._columns(runner, table)
         fields = [f for f in self.choice.to_write(records, columns) if f != self.key]
+        nested_types = [columns.nested_type(f) if columns else None for f in fields]
         if 1 + len(fields) > MAX_PARAMETERS:
             raise UserInputError(f"databricks:{table}: the key and {len(fields)} fields need "
                                  f"{1 + len(fields)} parameters per row, Databricks takes {MAX_PARAMETERS} "
@@ -207,7 +241,7 @@ class DatabricksTableSink:
             parameters = [StatementParameterListItem(name=f"k{index}" if i == 0 else f"v{index}_{i - 1}",
                                                      type=types[i], value=text)
                           for index, row in enumerate(batch) for i, text in enumerate(row.texts)]
-            statement = merge_statement(table, self.key, fields, [row.present for row in batch])
+            statement = merge_statement(table, self.key, fields, [row.present for row in batch], nested_types)
             try:
                 columns, result = runner.run(statement, parameters)
             except DatabricksUnreachableError as exc:
@@ -223,9 +257,9 @@ class DatabricksTableSink:
         return counts.as_dict()
 
     @staticmethod
-    def _columns(runner: StatementRunner, table: str) -> ColumnNames | None:
-        """The table's column names; None when the statement failed for a reason other than a
-        missing table (then every MERGE fails with its own reason, or succeeds)."""
+    def _columns(runner: StatementRunner, table: str) -> TableColumns | None:
+        """The table's columns; None when the statement failed for a reason other than a missing
+        table (then every MERGE fails with its own reason, or succeeds)."""
         try:
             columns, _ = runner.run(f"SELECT * FROM {quote_table(table)} LIMIT 0")
         except DatabricksAccessError:  # unreachable, or the token may not: nothing could be written
@@ -234,7 +268,7 @@ class DatabricksTableSink:
             if "TABLE_OR_VIEW_NOT_FOUND" in str(exc):  # Databricks' error class for a missing table
                 raise UserInputError(f"databricks:{table}: cannot write: {exc}") from None
             return None
-        return ColumnNames(str(c.name).lower() for c in columns)
+        return TableColumns((str(c.name).lower(), nested_type(c)) for c in columns)
 
     @staticmethod
     def _last_per_key(rows: list[tuple[Any, list[Any]]], key_type: str,

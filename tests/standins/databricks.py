@@ -24,11 +24,16 @@
   which may start only after some requests (`fail_next(after=N)`).
 
 SQL runs in DuckDB: Databricks' backtick identifiers and `:name` parameter markers are translated
-(`:name` becomes a typed `CAST($name AS ...)` using the parameter's `type`).
+(`:name` becomes a typed `CAST($name AS ...)` using the parameter's `type`), and so is
+`from_json(:name, 'ARRAY<...>'[, map('mode', 'FAILFAST')])` (permissive: NULL for text that does not
+parse as the type; FAILFAST: the statement fails). Tables may have list columns (DuckDB `VARCHAR[]`),
+described as Databricks' ARRAY and sent as JSON text. As in Databricks, a STRING is not assigned to
+an ARRAY column by MERGE (DuckDB alone would cast it).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -55,6 +60,10 @@ TYPE_NAMES = {"VARCHAR": ("STRING", "STRING"), "BIGINT": ("LONG", "BIGINT"), "IN
               "DATE": ("DATE", "DATE"), "TIMESTAMP": ("TIMESTAMP", "TIMESTAMP"),
               "HUGEINT": ("DECIMAL", "DECIMAL(38,0)")}
 DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)", re.I)
+ARRAY = re.compile(r"ARRAY\s*<(.+)>", re.I)
+# from_json(<a translated marker>, '<type>'[, map('mode', 'FAILFAST')])
+FROM_JSON = re.compile(r"from_json\(\s*(CAST\(\$\w+ AS \w+\))\s*,\s*'([^']+)'\s*"
+                       r"(,\s*map\(\s*'mode'\s*,\s*'FAILFAST'\s*\)\s*)?\)", re.I)
 MAX_PARAMETERS = 255  # native parameter markers per statement
 MAX_PARAMETER_BYTES = 1_000_000  # all parameter values of one statement: "1MB"
 
@@ -108,10 +117,17 @@ def translate(sql: str, types: dict[str, str]) -> str:
         else:
             out.append(char)
         index += 1
-    return "".join(out)
+    return FROM_JSON.sub(_from_json, "".join(out))
+
+
+def _from_json(match: re.Match[str]) -> str:
+    cast = "CAST" if match.group(3) else "TRY_CAST"
+    return f"{cast}(CAST({match.group(1)} AS JSON) AS {_duck_type(match.group(2))})"
 
 
 def _duck_type(kind: str) -> str:
+    if match := ARRAY.fullmatch(kind.strip()):
+        return f"{_duck_type(match.group(1))}[]"
     if match := DECIMAL.fullmatch(kind.strip()):
         return f"DECIMAL({match.group(1)},{match.group(2)})"
     return DUCK_TYPES.get(kind, "VARCHAR")
@@ -136,6 +152,8 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):  # JSON_ARRAY sends an ARRAY as its JSON text
+        return json.dumps(value)
     return str(value)
 
 
@@ -320,6 +338,7 @@ class DatabricksStandin(BackgroundServer):
                 if re.match(r"\s*MERGE\b", sql, flags=re.I):
                     target = re.match(r'\s*MERGE\s+INTO\s+([^\s]+)', translated, flags=re.I).group(1)
                     self._check_one_source_row_per_target(translated, used)
+                    self._check_assignable(translated, used)
                     before = self.db.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
                     affected = self.db.execute(translated, used).fetchone()[0]
                     after = self.db.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
@@ -352,21 +371,29 @@ class DatabricksStandin(BackgroundServer):
 
     def _check_one_source_row_per_target(self, merge: str, values: dict[str, Any]) -> None:
         """Delta fails a MERGE in which several source rows match one target row (DuckDB would not)."""
-        head = re.match(r"\s*MERGE\s+INTO\s+(\S+)\s+(?:AS\s+)?(\w+)\s+USING\s*\(", merge, flags=re.I)
-        if not head:
+        if not (parts := _merge_parts(merge)):
             return
-        close = _closing_parenthesis(merge, head.end() - 1)
-        tail = re.match(r"\s*(?:AS\s+)?(\w+)\s+ON\s+(.*?)\s+WHEN\s", merge[close + 1:], flags=re.I | re.S)
-        if not tail:
-            return
-        target, alias = head.group(1), head.group(2)
-        source = merge[head.end():close]
+        target, alias, source, source_alias, on = parts
         doubles = (f"SELECT count(*) FROM (SELECT 1 FROM {target} AS {alias} JOIN ({source}) AS "
-                   f"{tail.group(1)} ON {tail.group(2)} GROUP BY {alias}.rowid HAVING count(*) > 1)")
+                   f"{source_alias} ON {on} GROUP BY {alias}.rowid HAVING count(*) > 1)")
         if self.db.execute(doubles, values).fetchone()[0]:
             raise ApiError(200, "BAD_REQUEST", "[DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE] "
                            "Cannot perform Merge as multiple source rows matched and attempted to modify the "
                            "same target row in the Delta table in possibly conflicting ways. SQLSTATE: 21506")
+
+    def _check_assignable(self, merge: str, values: dict[str, Any]) -> None:
+        """Databricks assigns no STRING to an ARRAY column (DuckDB would cast the text)."""
+        if not (parts := _merge_parts(merge)):
+            return
+        target, source = parts[0], parts[2]
+        columns = {name.lower(): kind for name, kind, *_ in self.db.execute(f"DESCRIBE {target}").fetchall()}
+        sent = self.db.execute(f"SELECT * FROM ({source}) LIMIT 0", values).description or []
+        for name, kind, *_ in sent:
+            into = columns.get(name.lower(), "")
+            if into.endswith("[]") and str(kind) == "VARCHAR":
+                raise ApiError(200, "BAD_REQUEST", f'[DATATYPE_MISMATCH.CAST_WITHOUT_SUGGESTION] Cannot '
+                               f'resolve "{name}" due to data type mismatch: cannot cast "STRING" to '
+                               f'"{_column(name, into, 0)["type_text"]}". SQLSTATE: 42K09')
 
     async def _get(self, request: Request) -> Response:
         async def action(request: Request) -> Response:
@@ -419,8 +446,23 @@ class DatabricksStandin(BackgroundServer):
         return await self._guard(request, action)
 
 
+def _merge_parts(merge: str) -> tuple[str, str, str, str, str] | None:
+    """A translated MERGE's target, its alias, the USING query, its alias and the ON condition."""
+    head = re.match(r"\s*MERGE\s+INTO\s+(\S+)\s+(?:AS\s+)?(\w+)\s+USING\s*\(", merge, flags=re.I)
+    if not head:
+        return None
+    close = _closing_parenthesis(merge, head.end() - 1)
+    tail = re.match(r"\s*(?:AS\s+)?(\w+)\s+ON\s+(.*?)\s+WHEN\s", merge[close + 1:], flags=re.I | re.S)
+    if not tail:
+        return None
+    return head.group(1), head.group(2), merge[head.end():close], tail.group(1), tail.group(2)
+
+
 def _column(name: str, duck_type: str, position: int) -> dict[str, Any]:
     """A manifest column as Databricks describes it, from a DuckDB result (or SQL) type."""
+    if duck_type.endswith("[]"):
+        element = _column(name, duck_type[:-2], position)["type_text"]
+        return {"name": name, "type_name": "ARRAY", "type_text": f"ARRAY<{element}>", "position": position}
     if match := DECIMAL.fullmatch(duck_type):
         precision, scale = int(match.group(1)), int(match.group(2))
         return {"name": name, "type_name": "DECIMAL", "type_text": f"DECIMAL({precision},{scale})",
