@@ -106,6 +106,23 @@ def test_columns_that_cannot_be_read_are_not_guessed(databricks: DatabricksStand
         (1, "one", 5), (2, "two", 6)]
 
 
+def test_a_table_over_the_inline_limit_is_read_through_external_links(databricks: DatabricksStandin) -> None:
+    """INLINE results stop at 25 MiB, and Databricks then fails the statement: a table of long texts
+    could not be read at all. Such a result is read again by its external links, which are fetched
+    without the workspace token (a cloud store refuses a second credential)."""
+    databricks.add_table(TABLE, COLUMNS, companies(25))
+    databricks.inline_byte_limit = 2_000  # stands for 25 MiB: 25 rows are over it, 3 are not
+    read = open_source(f"databricks://{TABLE}").read()
+    assert [r["id"] for r in read.records] == list(range(1, 26))
+    assert (read.records[1]["active"], read.records[1]["revenue"]) == (True, 3.0)
+    fetched = [r for r in databricks.requests if r["path"].startswith("/external/")]
+    assert len(fetched) == 3 and not any(r["authorization"] for r in fetched), "3 chunks of 10, no token"
+    databricks.requests.clear()
+    small = open_source(f"databricks://{TABLE}?where=id <= 3").read()
+    assert len(small.records) == 3
+    assert not any(r["path"].startswith("/external/") for r in databricks.requests)
+
+
 def test_list_answers_go_to_array_columns_as_arrays(databricks: DatabricksStandin) -> None:
     """A list answer went as its JSON text, which Databricks does not assign to an ARRAY column: a
     table made for `tags: list[string]` refused every row. It goes as an array there, and as JSON

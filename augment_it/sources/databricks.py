@@ -4,7 +4,10 @@ URI: `databricks://CATALOG.SCHEMA.TABLE?where=...&key=id` or `databricks://?quer
 with optional `warehouse=ID` (else DATABRICKS_WAREHOUSE_ID) and `block=NAME`. Statements run on a
 SQL warehouse with INLINE disposition and JSON_ARRAY format; a statement still PENDING or RUNNING
 after the wait is polled, and results are read chunk by chunk (`next_chunk_index`). A result the
-manifest marks `truncated` is an error, never partial data.
+manifest marks `truncated` is an error, never partial data. INLINE results stop at 25 MiB (a
+bigger one fails the statement, asking for EXTERNAL_LINKS): such a statement runs again with
+EXTERNAL_LINKS, and each chunk is downloaded from its link, with the link's own headers and without
+the workspace token, which the cloud store the link points to would refuse beside its signature.
 
 JSON_ARRAY sends every value as text: values are converted back by the column types of the
 manifest (`type_name`, else `type_text` for a type the SDK does not know). DECIMAL never loses
@@ -35,7 +38,13 @@ from augment_it.sources import SourceRead, register_scheme
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
-    from databricks.sdk.service.sql import ColumnInfo, StatementParameterListItem, StatementResponse
+    from databricks.sdk.service.sql import (
+        ColumnInfo,
+        ExternalLink,
+        ResultData,
+        StatementParameterListItem,
+        StatementResponse,
+    )
 
 INTEGER_TYPES = {"BYTE", "SHORT", "INT", "LONG"}
 FLOAT_TYPES = {"FLOAT", "DOUBLE"}
@@ -141,6 +150,15 @@ class StatementRunner:
 
     def run(self, statement: str, parameters: list[StatementParameterListItem] | None = None
             ) -> tuple[list[ColumnInfo], list[list[Any]]]:
+        try:
+            return self._run(statement, parameters, external_links=False)
+        except UserInputError as exc:
+            if "disposition=EXTERNAL_LINKS" not in str(exc):  # Databricks' words for a result over 25 MiB
+                raise
+        return self._run(statement, parameters, external_links=True)
+
+    def _run(self, statement: str, parameters: list[StatementParameterListItem] | None,
+             external_links: bool) -> tuple[list[ColumnInfo], list[list[Any]]]:
         from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied, Unauthenticated
         from databricks.sdk.service.sql import (
             Disposition,
@@ -153,7 +171,8 @@ class StatementRunner:
             api = self.client.statement_execution
             response = api.execute_statement(
                 statement=statement, warehouse_id=self.warehouse_id, parameters=parameters,
-                disposition=Disposition.INLINE, format=Format.JSON_ARRAY,
+                disposition=Disposition.EXTERNAL_LINKS if external_links else Disposition.INLINE,
+                format=Format.JSON_ARRAY,
                 wait_timeout=self.settings.wait_timeout,
                 on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CONTINUE)
             response = self._wait(response)
@@ -169,12 +188,11 @@ class StatementRunner:
                                      f" ({manifest.total_row_count} rows kept): nothing read; select fewer "
                                      "rows (?where= or a narrower query)")
             columns = list(manifest.schema.columns or []) if manifest and manifest.schema else []
-            rows = list(response.result.data_array or []) if response.result else []
-            next_chunk = response.result.next_chunk_index if response.result else None
+            rows, next_chunk = chunk_rows(response.result)
             while next_chunk is not None:
                 chunk = api.get_statement_result_chunk_n(response.statement_id, next_chunk)
-                rows.extend(chunk.data_array or [])
-                next_chunk = chunk.next_chunk_index
+                more, next_chunk = chunk_rows(chunk)
+                rows.extend(more)
         except (Unauthenticated, PermissionDenied, NotFound) as exc:
             raise DatabricksAccessError(f"Databricks at {self.settings.host}: "
                                         f"{describe_sdk_error(exc)}") from None
@@ -197,6 +215,26 @@ class StatementRunner:
             time.sleep(self.settings.poll_seconds)
             response = api.get_statement(response.statement_id)
         return response
+
+
+def chunk_rows(result: ResultData | None) -> tuple[list[list[Any]], int | None]:
+    """A result chunk's rows, inline or from its external links, and the next chunk's index."""
+    if result is None:
+        return [], None
+    if not result.external_links:
+        return list(result.data_array or []), result.next_chunk_index
+    rows = [row for link in result.external_links for row in download(link)]
+    return rows, result.external_links[-1].next_chunk_index
+
+
+def download(link: ExternalLink) -> list[list[Any]]:
+    import requests
+
+    response = requests.get(str(link.external_link), headers=link.http_headers or {}, timeout=120)
+    if response.status_code != 200:
+        raise UserInputError(f"Databricks result chunk {link.chunk_index}: its external link answered "
+                             f"{response.status_code}: {response.text[:200]}")
+    return response.json()
 
 
 @dataclass(frozen=True)

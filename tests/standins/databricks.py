@@ -13,6 +13,11 @@
   more than 1 MB of values is refused with 400 BAD_REQUEST, before the statement runs.
 - Delta's MERGE rule: several source rows matching one target row fail the statement with
   DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE (DuckDB alone would apply them all).
+- INLINE results over `inline_byte_limit` (25 MiB) fail the statement, as Databricks does, asking for
+  `disposition=EXTERNAL_LINKS`. With EXTERNAL_LINKS (JSON_ARRAY format) `result` and each chunk
+  carry `external_links`: presigned-style URLs (`GET /external/{id}/{n}`) answered with the chunk's
+  rows without Databricks auth, and refused when a request sends an Authorization header, as a cloud
+  store refuses a second auth mechanism.
 - `row_limit` (the request's, or the stand-in's `result_row_limit`) cuts the result and sets
   `manifest.truncated`. `type_names` replaces (or with None, leaves out) a column's `type_name`,
   as for a type newer than the SDK.
@@ -36,6 +41,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -66,6 +72,7 @@ FROM_JSON = re.compile(r"from_json\(\s*(CAST\(\$\w+ AS \w+\))\s*,\s*'([^']+)'\s*
                        r"(,\s*map\(\s*'mode'\s*,\s*'FAILFAST'\s*\)\s*)?\)", re.I)
 MAX_PARAMETERS = 255  # native parameter markers per statement
 MAX_PARAMETER_BYTES = 1_000_000  # all parameter values of one statement: "1MB"
+INLINE_BYTE_LIMIT = 26_214_400  # 25 MiB of result with disposition=INLINE
 
 
 class ApiError(Exception):
@@ -84,6 +91,7 @@ class Statement:
     rows: list[list[Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     truncated: bool = False
+    disposition: str = "INLINE"
 
 
 def translate(sql: str, types: dict[str, str]) -> str:
@@ -165,6 +173,7 @@ class DatabricksStandin(BackgroundServer):
         self.chunk_rows = chunk_rows
         self.pending_polls = pending_polls
         self.result_row_limit: int | None = None  # a row_limit on every statement, as if requested
+        self.inline_byte_limit = INLINE_BYTE_LIMIT
         self.type_names: dict[str, str | None] = {}  # column name -> type_name sent instead (None: none)
         self.statement_parameters: list[int] = []  # how many parameters each statement had
         self.fault_after = 0  # requests served before the queued faults start
@@ -184,6 +193,7 @@ class DatabricksStandin(BackgroundServer):
             Route("/api/2.0/sql/statements/{id}/cancel", self._cancel, methods=["POST"]),
             Route("/api/2.0/fs/files/{path:path}", self._file, methods=["PUT", "GET", "HEAD"]),
             Route("/.well-known/databricks-config", self._host_metadata, methods=["GET"]),
+            Route("/external/{id}/{n:int}", self._external, methods=["GET"]),
             Route("/{rest:path}", self._unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
         ]
         super().__init__(Starlette(routes=routes))
@@ -279,13 +289,17 @@ class DatabricksStandin(BackgroundServer):
         if not 0 <= index < len(chunks):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"chunk_index {index} is out of range")
         start, rows = chunks[index]
-        body: dict[str, Any] = {"chunk_index": index, "row_offset": start, "row_count": len(rows),
-                                "data_array": rows}
+        body: dict[str, Any] = {"chunk_index": index, "row_offset": start, "row_count": len(rows)}
         if index + 1 < len(chunks):
             body["next_chunk_index"] = index + 1
             body["next_chunk_internal_link"] = (f"/api/2.0/sql/statements/{statement.id}"
                                                 f"/result/chunks/{index + 1}")
-        return body
+        if statement.disposition == "EXTERNAL_LINKS":
+            expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 900))
+            link = {**body, "byte_count": len(json.dumps(rows).encode()), "expiration": expires,
+                    "external_link": f"{self.url}/external/{statement.id}/{index}"}
+            return {"external_links": [link]}
+        return {**body, "data_array": rows}
 
     async def _execute(self, request: Request) -> Response:
         async def action(request: Request) -> Response:
@@ -297,8 +311,12 @@ class DatabricksStandin(BackgroundServer):
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", "statement is required")
             disposition = body.get("disposition", "INLINE")
             fmt = body.get("format", "JSON_ARRAY")
+            if disposition not in ("INLINE", "EXTERNAL_LINKS"):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"unknown disposition {disposition}")
             if disposition == "INLINE" and fmt != "JSON_ARRAY":
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", "INLINE disposition supports only JSON_ARRAY")
+            if fmt != "JSON_ARRAY":
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"the stand-in serves no {fmt} results")
             wait = body.get("wait_timeout", "10s")
             match = re.fullmatch(r"(\d+)s", str(wait))
             if not match or not (int(match.group(1)) == 0 or 5 <= int(match.group(1)) <= 50):
@@ -307,13 +325,38 @@ class DatabricksStandin(BackgroundServer):
             parameters = body.get("parameters") or []
             self._check_parameters(parameters)
             limits = [n for n in (body.get("row_limit"), self.result_row_limit) if n is not None]
-            statement = Statement(uuid.uuid4().hex, self.pending_polls)
+            statement = Statement(uuid.uuid4().hex, self.pending_polls, disposition=disposition)
             self._run(statement, body["statement"], parameters, min(limits) if limits else None)
+            self._check_inline_size(statement)
             if statement.polls_left > 0:
                 statement.final, statement.state = statement.state, "PENDING"
             self.statements[statement.id] = statement
             return JSONResponse(self._response(statement))
         return await self._guard(request, action)
+
+    def _check_inline_size(self, statement: Statement) -> None:
+        if statement.disposition != "INLINE" or statement.state != "SUCCEEDED":
+            return
+        if len(json.dumps(statement.rows).encode()) > self.inline_byte_limit:
+            statement.state, statement.rows = "FAILED", []
+            statement.error = {"error_code": "BAD_REQUEST", "message": (
+                "Inline byte limit exceeded. Statements executed with disposition=INLINE can have a result "
+                f"size of at most {self.inline_byte_limit} bytes. Please execute the statement with "
+                "disposition=EXTERNAL_LINKS if you want to download the full result.")}
+
+    async def _external(self, request: Request) -> Response:
+        """A chunk's rows at its external link: no Databricks token, and none may be sent."""
+        self.requests.append({"method": request.method, "path": request.url.path,
+                              "authorization": request.headers.get("authorization")})
+        if request.headers.get("authorization"):
+            return Response("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed"
+                            "</Message></Error>", status_code=400, media_type="application/xml")
+        statement = self.statements.get(request.path_params["id"])
+        chunks = self._chunks(statement) if statement else []
+        if statement is None or not 0 <= request.path_params["n"] < len(chunks):
+            return Response("<Error><Code>NoSuchKey</Code></Error>", status_code=404,
+                            media_type="application/xml")
+        return JSONResponse(chunks[request.path_params["n"]][1])
 
     def _check_parameters(self, parameters: list[dict[str, Any]]) -> None:
         """Native parameters: at most 255 markers and 1 MB of values per statement."""
