@@ -93,6 +93,8 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "cost_usd": usage.get("cost_usd"),
         "records_without_usage": usage.get("records_without_usage", 0),  # not in tokens or cost
         "provider_calls": process_report.get("calls", {}),
+        # Records whose answers an earlier run into the same run directory left (not asked again).
+        "answers_kept": process_report.get("records", {}).get("kept", 0),
         "ai": process_report.get("ai", {}),
         # Why records went wrong, to read without opening a Parquet file: the commonest reasons
         # records failed, and the first quarantined ones (each names its own row).

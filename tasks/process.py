@@ -61,8 +61,9 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     # Without a model now, a part is resumed whole: its records could only be skipped again.
     todo = records if done is None else unanswered(done, records) if plan.caller else []
     progress.advance(len(records) - len(todo))
+    kept = 0 if done is None else len(records) - len(todo)  # answered by an earlier run, not asked again
     if done is not None and not todo:
-        return {**chunk_counts(done, asked=set()), "part": part, "resumed": True}
+        return {**chunk_counts(done, asked=set()), "part": part, "resumed": True, "kept": kept}
     augmented = await augment_records(todo, template, plan, prices, rank)
     if done is not None:  # the part's answered records, and the others asked again
         by_id = {r[ID]: r for r in [*plain_records(done[done[AI_STATUS] == "ok"]), *augmented]}
@@ -72,7 +73,8 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     # also when all are unknown
     frame = frame.astype({c: "Int64" for c in ("_input_tokens", "_cached_input_tokens", "_output_tokens")})
     write_frame(frame, part)
-    return {**chunk_counts(frame, asked={r[ID] for r in todo}), "part": part, "resumed": done is not None}
+    return {**chunk_counts(frame, asked={r[ID] for r in todo}), "part": part, "resumed": done is not None,
+            "kept": kept}
 
 
 def unanswered(done: pd.DataFrame, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,7 +134,8 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
         "parts": [c["part"] for c in chunks],
         "ai": {"status": "skipped", "reason": plan.skip_reason} if plan.caller is None
         else {"status": "used", "provider": template.provider, "model": template.model},
-        "records": {k: sum(c[k] for c in chunks) for k in ("records", "ok", "failed", "skipped", "cached")},
+        "records": {k: sum(c[k] for c in chunks)
+                    for k in ("records", "ok", "failed", "skipped", "cached", "kept")},
         "usage": {**{k: sum(c[k] for c in chunks)
                      for k in ("input_tokens", "cached_input_tokens", "output_tokens")},
                   "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6),

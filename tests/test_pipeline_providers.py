@@ -58,6 +58,8 @@ def test_a_rerun_is_answered_from_the_cache(llm, tmp_path: Path) -> None:
     # which the summary counted; their rows keep what they cost.
     resumed = run_pipeline(COMPANIES, TEMPLATE, tmp_path / "a", id_column="company_id").result()
     assert resumed["provider_calls"]["answered"] == resumed["provider_calls"]["cache_hits"] == 0
+    # ...and says where its answers came from: a rerun read "0 answered, 0 from the cache".
+    assert (first["answers_kept"], resumed["answers_kept"]) == (0, 6)
     assert resumed["cost_usd"] == 0 and resumed["tokens"] == {"input": 0, "output": 0, "cached_input": 0}
     paid = pd.read_parquet(tmp_path / "a" / "exported.parquet")["_cost_usd"].sum()
     assert first["cost_usd"] > 0 and paid == pytest.approx(first["cost_usd"], abs=1e-6)

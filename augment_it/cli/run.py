@@ -176,10 +176,13 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
                       "language, quality score), review and export.")
     else:
         calls = summary["provider_calls"]
+        answers = [f"{calls.get('answered', 0)} answered", f"{calls.get('cache_hits', 0)} from the cache"]
+        if kept := summary.get("answers_kept"):
+            answers.append(f"{kept} kept from the last run under {out}")
         console.print(
-            f"AI step: {ai.get('provider')} / {ai.get('model')}: {calls.get('answered', 0)} answered, "
-            f"{calls.get('cache_hits', 0)} from the cache, {calls.get('retries', 0)} retries "
-            f"({calls.get('rate_limited', 0)} rate-limited); errors: {calls.get('errors') or 'none'}",
+            f"AI step: {ai.get('provider')} / {ai.get('model')}: {', '.join(answers)}, "
+            f"{calls.get('retries', 0)} retries ({calls.get('rate_limited', 0)} rate-limited); "
+            f"errors: {calls.get('errors') or 'none'}",
             markup=False)  # errors quote the provider's text
         if not_sent := calls.get("not_sent"):
             console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider could not be reached, or "
