@@ -5,7 +5,9 @@ URI: `nocodb://TABLE_ID` or `nocodb://BASE_ID/TABLE_ID_OR_TITLE`, with optional 
 `block=NAME`. Rows are read with `GET /api/v2/tables/{tableId}/records`, paged by offset with the
 `pageSize` the server reports (a deployment may cap `limit`) until `pageInfo.isLastPage`.
 Each record keeps its primary key in STORE_KEY for the sink, and names its table by id in SOURCE
-(`nocodb:TABLE_ID#KEY`) so the sink writes that key only onto the same table.
+(`nocodb:TABLE_ID#KEY`) so the sink writes that key only onto the same table. A MultiSelect, which
+the API gives as its options joined by commas (an option holds no comma), is read as their list,
+as Airtable gives one, when the table's columns can be read.
 """
 
 from __future__ import annotations
@@ -201,12 +203,17 @@ class NocoDBSource:
         try:
             table_id = client.table_id(self.target.base, self.target.table)
             rows = client.list_rows(table_id, params)
+            columns = client.writable_columns(table_id) or {}
         except UserInputError as exc:
             raise InputError(str(exc)) from None
         finally:
             client.close()
+        multi_select = [name for name, kind in columns.items() if kind == "MultiSelect"]
         read = SourceRead()
         for row_number, row in enumerate(rows, start=1):
+            for name in multi_select:
+                if isinstance(row.get(name), str):
+                    row[name] = [option for option in row[name].split(",") if option]
             key = row.get(self.target.key)
             where = f"{location(table_id)}#{key}"
             if key is None:
