@@ -7,7 +7,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from augment_it.errors import UserInputError
+from augment_it.errors import UserInputError, yaml_error_text
 
 PerMillion = Annotated[float, Field(ge=0)]  # USD per 1M tokens
 
@@ -60,8 +60,10 @@ class PriceTable:
             raise PriceFileError(f"price file {path} does not exist")
         try:
             data = yaml.safe_load(fs.read_bytes(fs_path).decode("utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise PriceFileError(f"price file {path}: not valid YAML: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise PriceFileError(f"price file {path}: not valid YAML: {yaml_error_text(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise PriceFileError(f"price file {path}: not valid UTF-8: {exc}") from None
         if not isinstance(data, dict):
             raise PriceFileError(f"price file {path}: expected models mapped to prices in USD per 1M "
                                  "tokens, e.g. 'gpt-4o-mini: {input: 0.15, output: 0.60}'")

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from augment_it.enrichers import ENRICHED_FIELDS
-from augment_it.errors import UserInputError
+from augment_it.errors import UserInputError, yaml_error_text
 from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
 
@@ -210,7 +210,7 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TemplateError(f"{origin}: not valid YAML: {exc}") from exc
+        raise TemplateError(f"{origin}: not valid YAML: {yaml_error_text(exc)}") from exc
     if not isinstance(data, dict):
         raise TemplateError(f"{origin}: a template is a mapping with name, model and prompt")
     data.setdefault("version", hashlib.sha256(text.encode()).hexdigest()[:12])

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from augment_it.errors import yaml_error_text
 from augment_it.records import InputError
 from augment_it.sources import SourceRead
 from augment_it.sources.files.documents import RepeatedKeys, add_items
@@ -93,7 +94,7 @@ def load_yaml(text: str, subject: str) -> list[Any]:
                                  "through aliases (an alias bomb?); refusing to load it")
             documents.append(loader.construct_document(node))
     except yaml.YAMLError as exc:
-        raise InputError(f"{subject} is not valid YAML: {exc}") from exc
+        raise InputError(f"{subject} is not valid YAML: {yaml_error_text(exc)}") from exc
     finally:
         loader.dispose()
     return documents
