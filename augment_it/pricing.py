@@ -43,6 +43,10 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+# Far below a token's price (1e-8 USD and up), far above float noise (2.5199999999999996e-05).
+COST_DECIMALS = 12
+
+
 class PriceTable:
     def __init__(self, prices: dict[str, Price] | None = None) -> None:
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
@@ -87,5 +91,6 @@ class PriceTable:
         uncached = max(0, input_tokens - cached_input_tokens - cache_write_tokens)
         read_price = price.input if price.cached_input is None else price.cached_input
         write_price = price.input if price.cache_write is None else price.cache_write
-        return (uncached * price.input + cached_input_tokens * read_price + cache_write_tokens * write_price
+        cost = (uncached * price.input + cached_input_tokens * read_price + cache_write_tokens * write_price
                 + output_tokens * price.output) / 1_000_000
+        return round(cost, COST_DECIMALS)

@@ -555,3 +555,10 @@ def test_an_error_object_answered_with_200_is_a_failed_call_not_an_empty_answer(
     with pytest.raises(ProviderError, match=rf"^{provider}: the answer \(HTTP 200\) has an error: "
                                             "Upstream model error: the model did not answer$"):
         asyncio.run(always_failing())
+
+
+def test_a_cost_is_the_sum_of_its_prices_without_float_noise() -> None:
+    """44 tokens in and 31 out at $0.15 / $0.60 per million were exported as 2.5199999999999996e-05."""
+    from augment_it.pricing import PriceTable
+
+    assert PriceTable().cost("gpt-4o-mini", 44, 31) == 2.52e-05
