@@ -14,6 +14,7 @@ from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Paused, Running, State
 
+from augment_it import progress
 from augment_it.review import (
     ReviewInput,
     TimeoutOutcome,
@@ -74,9 +75,13 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         request = await request_review(out, frame, run_id, api_url, approve_above,
                                        timeout_seconds, timeout_outcome, earlier_ids)
         summary = await publish_review_packet(frame, request)
-        print(f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: "
-              f"{where_to_review(api_url)}`augment review show {run_id}` and "
-              f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
+        waiting = (f"Waiting for review of {len(request.to_review)} records in flow run {run_id}: "
+                   f"{where_to_review(api_url)}`augment review show {run_id}` and "
+                   f"`augment review approve {run_id} --reviewer NAME [--reject ID ...] [--edits FILE]`")
+        print(waiting)  # the run's log, in the UI
+        # The terminal of `augment run` too: at Prefect's default level the line above is lost in its
+        # log lines there, and a quieter PREFECT_LOGGING_LEVEL hides it.
+        progress.tell(waiting)
         given = await ask_reviewer(frame, summary, timeout_seconds, earlier_ids)
         decision = human_decision(given, request) if given else expired_decision(request)
     decision.earlier = earlier

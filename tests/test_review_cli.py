@@ -125,7 +125,8 @@ def test_a_run_on_its_temporary_server_can_be_reviewed_from_another_shell(tmp_pa
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO")  # INFO: its prints
+    # WARNING: the command says how to review itself, not only in the run's log at INFO.
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "augment_it.cli.main"]
     run = subprocess.Popen([*command, "run", str(COMPANIES), "-t", str(TEMPLATE), "--id-column", "company_id",

@@ -204,7 +204,8 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
 
 
 class ProgressBar:
-    """The process stage's records as a bar on the terminal (rich draws nothing when piped)."""
+    """The process stage's records as a bar on the terminal (rich draws nothing when piped), and
+    what the run tells its user (how to review it)."""
 
     def __init__(self, console: Console) -> None:
         self._bar = Progress(TextColumn("process"), BarColumn(), MofNCompleteColumn(),
@@ -224,3 +225,6 @@ class ProgressBar:
     def advance(self, done: int = 1) -> None:
         if self._task is not None:
             self._bar.advance(self._task, done)
+
+    def tell(self, message: str) -> None:
+        self._bar.console.print(f"[bold yellow]{escape(message)}[/bold yellow]")
