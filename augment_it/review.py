@@ -30,6 +30,7 @@ from augment_it.records import (
     REVIEW_STATUS,
     REVIEWED_AT,
     REVIEWED_BY,
+    as_text,
     is_missing,
     is_system,
     plain,
@@ -173,6 +174,11 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collecti
         if record_id in earlier:
             return (f"record '{record_id}' in {where} keeps the decision a reviewer made in an earlier run "
                     "(rerun with --review-again to decide it anew)")
+        if named := record_named_by(candidates, record_id):
+            field, found = named
+            return (f"unknown id '{record_id}' in {where}: the record whose field '{field}' is '{record_id}' "
+                    f"has the id '{found}' (records are named by the ids `augment review show` lists; "
+                    "--id-column makes a field of yours the ids)")
         return f"unknown id '{record_id}' in {where}"
 
     problems = [unknown(i, "reject_ids") for i in given.reject_ids if i not in ids]
@@ -187,6 +193,19 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collecti
             problems.append(f"'{edit.value}' is not a valid {_type_name(frame[edit.field])} for field "
                             f"'{edit.field}' of record '{edit.id}'")
     return problems
+
+
+def record_named_by(frame: pd.DataFrame, value: str) -> tuple[str, str] | None:
+    """The field and id of the one record that has VALUE in a field of its own (a reviewer naming a
+    record by the id they know), or None when no record or several do."""
+    found: dict[str, str] = {}
+    for field in editable_fields(frame):
+        for record_id in frame.loc[frame[field].map(as_text) == value, ID]:
+            found.setdefault(str(record_id), field)
+    if len(found) != 1:
+        return None
+    [(record_id, field)] = found.items()
+    return field, record_id
 
 
 def _type_name(column: pd.Series) -> str:

@@ -182,6 +182,19 @@ def test_a_records_own_id_or_decision_field_does_not_stand_in_the_sheets_columns
     assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], [])
 
 
+def test_an_unknown_id_that_is_a_records_own_field_value_names_that_records_id(frame: pd.DataFrame) -> None:
+    """Records from a source with its own `id` field have content ids unless --id-column names it:
+    `--reject 002` (the id the reviewer knows) was refused as an unknown id, saying no more."""
+    frame.insert(1, "id", ["001", "002", "003", "002x"])
+    given = ReviewInput(reviewer="Ada", reject_ids=["002", "Acme", "nowhere"])
+    assert decision_problems(given, frame) == [
+        "unknown id '002' in reject_ids: the record whose field 'id' is '002' has the id 'b' (records are "
+        "named by the ids `augment review show` lists; --id-column makes a field of yours the ids)",
+        "unknown id 'Acme' in reject_ids: the record whose field 'name' is 'Acme' has the id 'a' (records "
+        "are named by the ids `augment review show` lists; --id-column makes a field of yours the ids)",
+        "unknown id 'nowhere' in reject_ids"]
+
+
 def test_the_packet_shows_lists_and_mappings_as_json(frame: pd.DataFrame) -> None:
     """Stage files give lists and mappings back as such; the UI table and `review show` got
     Python's repr ({'city': 'Oslo'}) or nothing readable."""
