@@ -117,6 +117,11 @@ def test_a_table_over_the_inline_limit_is_read_through_external_links(databricks
     assert (read.records[1]["active"], read.records[1]["revenue"]) == (True, 3.0)
     fetched = [r for r in databricks.requests if r["path"].startswith("/external/")]
     assert len(fetched) == 3 and not any(r["authorization"] for r in fetched), "3 chunks of 10, no token"
+    databricks.external_links_expired = True
+    with pytest.raises(UserInputError, match=r"result chunk 0 \(external link on 127\.0\.0\.1:\d+\): "
+                       r"answered 403: .*Request has expired") as refused:
+        open_source(f"databricks://{TABLE}").read()
+    assert "/external/" not in str(refused.value), "the rest of a link is a credential"
     databricks.requests.clear()
     small = open_source(f"databricks://{TABLE}?where=id <= 3").read()
     assert len(small.records) == 3

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
@@ -228,13 +229,22 @@ def chunk_rows(result: ResultData | None) -> tuple[list[list[Any]], int | None]:
 
 
 def download(link: ExternalLink) -> list[list[Any]]:
+    """A chunk's rows from its external link. Errors name the link's host only: the rest of the
+    URL is a credential."""
     import requests
 
-    response = requests.get(str(link.external_link), headers=link.http_headers or {}, timeout=120)
+    host = urlsplit(str(link.external_link)).netloc
+    where = f"Databricks result chunk {link.chunk_index} (external link on {host})"
+    try:
+        response = requests.get(str(link.external_link), headers=link.http_headers or {}, timeout=120)
+    except requests.RequestException as exc:
+        raise UserInputError(f"{where}: cannot download it: {type(exc).__name__}") from None
     if response.status_code != 200:
-        raise UserInputError(f"Databricks result chunk {link.chunk_index}: its external link answered "
-                             f"{response.status_code}: {response.text[:200]}")
-    return response.json()
+        raise UserInputError(f"{where}: answered {response.status_code}: {response.text[:200]}")
+    try:
+        return response.json()
+    except ValueError:
+        raise UserInputError(f"{where}: the answer is not the JSON rows asked for") from None
 
 
 @dataclass(frozen=True)

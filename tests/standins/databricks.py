@@ -17,7 +17,7 @@
   `disposition=EXTERNAL_LINKS`. With EXTERNAL_LINKS (JSON_ARRAY format) `result` and each chunk
   carry `external_links`: presigned-style URLs (`GET /external/{id}/{n}`) answered with the chunk's
   rows without Databricks auth, and refused when a request sends an Authorization header, as a cloud
-  store refuses a second auth mechanism.
+  store refuses a second auth mechanism (or, with `external_links_expired`, refused as expired).
 - `row_limit` (the request's, or the stand-in's `result_row_limit`) cuts the result and sets
   `manifest.truncated`. `type_names` replaces (or with None, leaves out) a column's `type_name`,
   as for a type newer than the SDK.
@@ -174,6 +174,7 @@ class DatabricksStandin(BackgroundServer):
         self.pending_polls = pending_polls
         self.result_row_limit: int | None = None  # a row_limit on every statement, as if requested
         self.inline_byte_limit = INLINE_BYTE_LIMIT
+        self.external_links_expired = False  # external links answer 403, as after their expiration
         self.type_names: dict[str, str | None] = {}  # column name -> type_name sent instead (None: none)
         self.statement_parameters: list[int] = []  # how many parameters each statement had
         self.fault_after = 0  # requests served before the queued faults start
@@ -351,6 +352,9 @@ class DatabricksStandin(BackgroundServer):
         if request.headers.get("authorization"):
             return Response("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed"
                             "</Message></Error>", status_code=400, media_type="application/xml")
+        if self.external_links_expired:
+            return Response("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                            status_code=403, media_type="application/xml")
         statement = self.statements.get(request.path_params["id"])
         chunks = self._chunks(statement) if statement else []
         if statement is None or not 0 <= request.path_params["n"] < len(chunks):
