@@ -60,8 +60,8 @@ async def augment_chunk(records: list[dict[str, Any]], part: str, template: Prom
     done = read_frame(part) if resume and exists(part) else None
     # Without a model now, a part is resumed whole: its records could only be skipped again.
     todo = records if done is None else unanswered(done, records) if plan.caller else []
-    progress.advance(len(records) - len(todo))
-    kept = 0 if done is None else len(records) - len(todo)  # answered by an earlier run, not asked again
+    kept = len(records) - len(todo)  # answered in this part by an earlier run: not asked again
+    progress.advance(kept)
     if done is not None and not todo:
         return {**chunk_counts(done, asked=set()), "part": part, "resumed": True, "kept": kept}
     augmented = await augment_records(todo, template, plan, prices, rank)
