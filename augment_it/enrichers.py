@@ -28,22 +28,31 @@ def record_text(record: dict[str, Any]) -> str:
     return " ".join(v for v in user_fields(record).values() if isinstance(v, str))
 
 
+# Below this probability the text is names and places rather than sentences, and the guess is
+# noise ('Alan Turing Manchester': Bikol at 0.12); a sentence of a few words scores 0.35 and up.
+MIN_LANGUAGE_PROBABILITY = 0.3
+
 _language_model: Future[Any] | None = None
 _language_model_guard = threading.Lock()
 
 
+def _language_identifier() -> Any:
+    """py3langid's model, answering with probabilities (its own `classify` gives raw scores)."""
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+
+
 def load_language_model() -> Future[Any]:
-    """py3langid's model, loading in a background thread from the first call on.
+    """The language identifier, loading in a background thread from the first call on.
 
     Loading takes half a second to a second of CPU. Started before the first model calls, it
     overlaps their network wait."""
     global _language_model
     with _language_model_guard:
         if _language_model is None:
-            import py3langid
-
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="language-model")
-            _language_model = pool.submit(py3langid.classify, "loads the model on first use")
+            _language_model = pool.submit(_language_identifier)
             pool.shutdown(wait=False)
         return _language_model
 
@@ -56,12 +65,11 @@ async def language_model_ready() -> None:
 
 
 def guess_language(text: str) -> str | None:
+    """The text's language (ISO 639-1), or None when it is too short or too unlike any to tell."""
     if len(text.split()) < 3:
         return None
-    import py3langid
-
-    load_language_model().result()  # py3langid.classify would otherwise load it a second time
-    return py3langid.classify(text[:2000])[0]
+    language, probability = load_language_model().result().classify(text[:2000])
+    return str(language) if probability >= MIN_LANGUAGE_PROBABILITY else None
 
 
 def enrich(record: dict[str, Any], input_fields: list[str], ai_status: str) -> dict[str, Any]:

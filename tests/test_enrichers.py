@@ -18,6 +18,17 @@ def test_enrichers_count_words_guess_language_and_score() -> None:
     assert out["quality_score"] == round(0.4 * 2 / 3 + 0.3 * 0.11 + 0.3, 3)
 
 
+def test_a_language_is_named_only_when_the_text_tells() -> None:
+    """Names and places are no sentence: 'Alan Turing Manchester' was guessed Bikol ('bcl') and
+    'Acme Robotics London UK' Occitan, unknown codes in a column a team filters on."""
+    for text in ("Alan Turing Manchester", "Acme Robotics London UK", "Börse AG Frankfurt"):
+        assert enrich({"text": text}, ["text"], "ok")["language"] is None, text
+    for text, language in (("Computer scientist who worked on COBOL and compilers", "en"),
+                           ("Hola, me llamo Juan y vivo en Madrid", "es"),
+                           ("Entreprise française qui fabrique des robots", "fr")):
+        assert enrich({"text": text}, ["text"], "ok")["language"] == language, text
+
+
 # In a fresh process, so the model is still loading when the waiting starts.
 WAIT_PROBE = """
 import asyncio
