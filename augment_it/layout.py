@@ -94,6 +94,13 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def remove(url: str) -> None:
+    """Delete the file at URL, if there is one."""
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path)
+
+
 def remove_others(folder: str, keep: list[str]) -> None:
     """Delete the files in FOLDER other than those named in KEEP (URLs, as RunLayout makes them)."""
     fs, path = filesystem(folder)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
 from prefect import task
@@ -12,8 +12,9 @@ from prefect.cache_policies import NO_CACHE
 
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
 from augment_it.export import OUTCOMES, destination_sink, split_outcomes, summarize, summary_markdown
-from augment_it.layout import RunLayout, read_frame, read_json, write_frame, write_json, write_text
+from augment_it.layout import RunLayout, read_frame, read_json, remove, write_frame, write_json, write_text
 from augment_it.review import ReviewDecision, apply_decision, review_report
+from augment_it.settings import ExportFormat
 from blocks.templates import load_prompt_template
 from tasks.failures import fails_cleanly
 from tasks.review import read_processed
@@ -35,6 +36,10 @@ async def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFra
     outcomes = split_outcomes(processed, reviewed, read_frame(layout.quarantine))
     for name in OUTCOMES:
         write_frame(outcomes[name], layout.export(name, fmt), fmt)
+        # An earlier run's files in another format would hold records this run does not export.
+        for other in get_args(ExportFormat):
+            if other != fmt:
+                remove(layout.export(name, other))
     return outcomes
 
 

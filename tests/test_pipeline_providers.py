@@ -11,7 +11,7 @@ import pytest
 
 from augment_it.settings import ProcessSettings
 from tests.conftest import DATA, EXAMPLES
-from tests.pipeline import assert_every_record_once, run_pipeline
+from tests.pipeline import OUTCOME_FILES, assert_every_record_once, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 COMPANIES = EXAMPLES / "data" / "companies.csv"
@@ -213,10 +213,14 @@ def test_a_rerun_with_a_key_into_the_same_out_asks_the_model(llm, tmp_path: Path
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_other_formats_and_a_rerun_of_the_export_does_not_duplicate(fmt: str, tmp_path: Path) -> None:
-    for _ in range(2):
-        summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id", fmt=fmt).result()
+    """Also: a rerun in another format left the last run's exported.parquet beside the new files,
+    holding records it no longer exports for whatever reads that file."""
+    for run_fmt in ("parquet", fmt, fmt):
+        summary = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id", fmt=run_fmt).result()
     ids = assert_every_record_once(tmp_path, summary, fmt)
     assert len(ids["exported"]) == 6
+    outcome_files = sorted(p.name for p in tmp_path.iterdir() if p.stem in OUTCOME_FILES)
+    assert outcome_files == sorted(f"{name}.{fmt}" for name in OUTCOME_FILES)
 
 
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
