@@ -26,6 +26,10 @@ class RunLayout:
     def _join(self, *parts: str) -> str:
         return "/".join([self.out.rstrip("/"), *parts])
 
+    @property
+    def lock(self) -> str:  # who runs in this directory now (run_lock.py)
+        return self._join(WORK_DIR, "lock.json")
+
     # collect
     @property
     def collected(self) -> str:

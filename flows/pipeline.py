@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import Flow, flow
+from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 
 from augment_it.layout import RunLayout, read_json
 from augment_it.review import TimeoutOutcome
+from augment_it.run_lock import holding_run_dir
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
 from flows.collect import collect
 from flows.export import export
@@ -61,11 +63,12 @@ async def augment_pipeline(
     settings = settings or ProcessSettings()
     if destination:  # a deployment run from the UI has had no CLI check it
         await aoutcome(check_destination(destination, template, return_state=True))
-    await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
-    await run_stage(process, stages, out=out, template=template,
-                    settings=settings.model_dump() if stages == "deployments" else settings)
-    await run_stage(review, stages, out=out, policy=review_policy, approve_above=approve_above,
-                    timeout_seconds=review_timeout, timeout_outcome=review_timeout_outcome,
-                    review_again=review_again)
-    await run_stage(export, stages, out=out, fmt=fmt, destination=destination)
+    with holding_run_dir(out, owner=str(get_run_context().flow_run.id)):
+        await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
+        await run_stage(process, stages, out=out, template=template,
+                        settings=settings.model_dump() if stages == "deployments" else settings)
+        await run_stage(review, stages, out=out, policy=review_policy, approve_above=approve_above,
+                        timeout_seconds=review_timeout, timeout_outcome=review_timeout_outcome,
+                        review_again=review_again)
+        await run_stage(export, stages, out=out, fmt=fmt, destination=destination)
     return read_json(RunLayout(out).summary)

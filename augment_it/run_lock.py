@@ -1,0 +1,122 @@
+"""One pipeline run at a time in a run directory.
+
+Two runs into one OUT (a schedule that fires while yesterday's run still waits for review, a
+command started twice) overwrite each other's stage files, and the review decision of one is
+applied to the records of the other. The pipeline holds `OUT/.augment/lock.json` while it runs:
+who holds it (the flow run, host and process) and when it was last seen, rewritten every
+HEARTBEAT_SECONDS by a thread. Another run refuses to start while that holder is alive: on the
+same host, while its process exists; from another host (a container), until it has not been seen
+for STALE_SECONDS, since a killed run cannot remove its lock.
+
+The lock is a file on the run directory's own storage (any fsspec URL), written whole and read
+back after SETTLE_SECONDS, so of two runs starting together the one whose claim was overwritten
+sees it and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from augment_it.errors import UserInputError
+from augment_it.layout import RunLayout, exists, read_json, remove, write_json
+
+HEARTBEAT_SECONDS = 15.0
+STALE_SECONDS = 60.0
+SETTLE_SECONDS = 0.1
+
+
+class RunDirInUse(UserInputError):
+    """Another run, still alive, holds the run directory."""
+
+
+@contextmanager
+def holding_run_dir(out: str, owner: str) -> Iterator[None]:
+    """Hold OUT for the run OWNER (a flow run id) for the duration of the block."""
+    lock = RunDirLock(out, owner)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class RunDirLock:
+    def __init__(self, out: str, owner: str) -> None:
+        self.out, self.owner = out, owner
+        self.url = RunLayout(out).lock
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._started = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def acquire(self) -> None:
+        holder = self._holder()
+        if holder is not None and holder.get("owner") != self.owner and alive(holder):
+            raise self._in_use(holder)
+        self._write()
+        time.sleep(SETTLE_SECONDS)
+        holder = self._holder()
+        if holder is None or holder.get("owner") != self.owner:  # another run claimed it at once
+            raise self._in_use(holder or {})
+        self._beat = threading.Thread(target=self._heartbeat, name="run-dir-lock", daemon=True)
+        self._beat.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+        holder = self._holder()
+        if holder is not None and holder.get("owner") == self.owner:
+            remove(self.url)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):  # storage briefly unavailable: the next beat tries again
+                self._write()
+
+    def _write(self) -> None:
+        write_json({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+                    "started": self._started, "seen": time.time()}, self.url)
+
+    def _holder(self) -> dict[str, Any] | None:
+        if not exists(self.url):
+            return None
+        try:
+            holder = read_json(self.url)
+        except (OSError, ValueError):  # gone, or not a lock we wrote: nothing holds the directory
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    def _in_use(self, holder: dict[str, Any]) -> RunDirInUse:
+        who = (f"flow run {holder.get('owner')}, process {holder.get('pid')} on {holder.get('host')}, "
+               f"started {holder.get('started')}")
+        return RunDirInUse(
+            f"--out {self.out} is in use by another run ({who}): wait for it to end (a run waiting for "
+            "review ends once reviewed, see `augment review list`), or choose another --out. A run "
+            f"that was killed frees it at once on its own host, elsewhere {STALE_SECONDS:g} s after it "
+            "was last seen")
+
+
+def alive(holder: dict[str, Any]) -> bool:
+    """Whether the run that wrote HOLDER may still be running."""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return process_exists(holder["pid"])
+    seen = holder.get("seen")
+    return isinstance(seen, int | float) and time.time() - seen < STALE_SECONDS
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, alive
+        return True
+    return True
