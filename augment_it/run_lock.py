@@ -48,6 +48,11 @@ def holding_run_dir(out: str, owner: str) -> Iterator[None]:
         lock.release()
 
 
+def check_free(out: str) -> None:
+    """Raise RunDirInUse when a run holds OUT: a command says so before it starts anything."""
+    RunDirLock(out, owner="").check()
+
+
 class RunDirLock:
     def __init__(self, out: str, owner: str) -> None:
         self.out, self.owner = out, owner
@@ -56,10 +61,14 @@ class RunDirLock:
         self._beat: threading.Thread | None = None
         self._started = datetime.now(UTC).isoformat(timespec="seconds")
 
-    def acquire(self) -> None:
+    def check(self) -> None:
+        """Raise RunDirInUse when another run that may still be running holds the directory."""
         holder = self._holder()
         if holder is not None and holder.get("owner") != self.owner and alive(holder):
             raise self._in_use(holder)
+
+    def acquire(self) -> None:
+        self.check()
         self._write()
         time.sleep(SETTLE_SECONDS)
         holder = self._holder()

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 
 from augment_it import run_lock
+from augment_it.cli.run import check_inputs
 from augment_it.run_lock import RunDirInUse, RunDirLock, holding_run_dir
 from augment_it.settings import ProcessSettings
 from tests.conftest import EXAMPLES
@@ -38,6 +40,16 @@ def test_a_held_directory_is_refused_until_released(tmp_path: Path) -> None:
     assert not lock_file(tmp_path).exists()
     with holding_run_dir(str(tmp_path), owner="run-b"):
         assert json.loads(lock_file(tmp_path).read_text())["owner"] == "run-b"
+
+
+def test_the_command_refuses_a_held_directory_before_it_starts_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal came from the pipeline flow, after a temporary server had started, among
+    Prefect's error lines."""
+    with holding_run_dir(str(tmp_path), owner="run-a"), pytest.raises(typer.Exit) as refused:
+        check_inputs(str(COMPANIES), str(TEMPLATE), ProcessSettings(), str(tmp_path))
+    assert refused.value.exit_code == 2
+    assert f"error: --out {tmp_path} is in use by another run (flow run run-a" in capsys.readouterr().err
 
 
 def test_a_killed_runs_lock_is_taken_over(tmp_path: Path) -> None:

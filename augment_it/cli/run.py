@@ -27,6 +27,7 @@ from augment_it.layout import RunLayout, check_run_dir
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
+from augment_it.run_lock import check_free
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
 from augment_it.sources import open_source
 from augment_it.sources.web import web_source_uri
@@ -141,10 +142,11 @@ def check_inputs(source: str, template: str, settings: ProcessSettings, out: str
                  destination: str | None = None) -> None:
     """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
     or price file, a template parameter the provider used (the template's or --provider) would
-    refuse, an --out that is a file, a destination that cannot be written (found out at export,
-    the model would be paid)."""
+    refuse, an --out that is a file or that another run works in, a destination that cannot be
+    written (found out at export, the model would be paid)."""
     try:
         check_run_dir(out)
+        check_free(out)
         open_source(source)
         prompt = apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
