@@ -38,12 +38,13 @@ class RunDirInUse(UserInputError):
 
 
 @contextmanager
-def holding_run_dir(out: str, owner: str) -> Iterator[None]:
-    """Hold OUT for the run OWNER (a flow run id) for the duration of the block."""
+def holding_run_dir(out: str, owner: str) -> Iterator[dict[str, Any] | None]:
+    """Hold OUT for the run OWNER (a flow run id) for the duration of the block; gives the lock
+    of a run that was killed in OUT, if this one replaced it."""
     lock = RunDirLock(out, owner)
-    lock.acquire()
+    replaced = lock.acquire()
     try:
-        yield
+        yield replaced
     finally:
         lock.release()
 
@@ -67,8 +68,10 @@ class RunDirLock:
         if holder is not None and holder.get("owner") != self.owner and alive(holder):
             raise self._in_use(holder)
 
-    def acquire(self) -> None:
+    def acquire(self) -> dict[str, Any] | None:
+        """Hold the directory; return the lock of a run that is gone, if this replaced one."""
         self.check()
+        replaced = self._holder()
         self._write()
         time.sleep(SETTLE_SECONDS)
         holder = self._holder()
@@ -76,6 +79,7 @@ class RunDirLock:
             raise self._in_use(holder or {})
         self._beat = threading.Thread(target=self._heartbeat, name="run-dir-lock", daemon=True)
         self._beat.start()
+        return replaced if replaced is not None and replaced.get("owner") != self.owner else None
 
     def release(self) -> None:
         self._stop.set()
@@ -88,6 +92,9 @@ class RunDirLock:
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             with contextlib.suppress(OSError):  # storage briefly unavailable: the next beat tries again
+                holder = self._holder()
+                if holder is not None and holder.get("owner") != self.owner:
+                    return  # another run took over, having found this one gone: never take it back
                 self._write()
 
     def _write(self) -> None:

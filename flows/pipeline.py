@@ -22,6 +22,7 @@ from flows.process import process
 from flows.review import DEFAULT_TIMEOUT, review
 from tasks.export import check_destination
 from tasks.failures import StageStopped, aoutcome, fails_cleanly
+from tasks.review import cancel_abandoned_review
 
 StageMode = Literal["subflows", "deployments"]
 
@@ -63,7 +64,11 @@ async def augment_pipeline(
     settings = settings or ProcessSettings()
     if destination:  # a deployment run from the UI has had no CLI check it
         await aoutcome(check_destination(destination, template, return_state=True))
-    with holding_run_dir(out, owner=str(get_run_context().flow_run.id)):
+    run_id = str(get_run_context().flow_run.id)
+    with holding_run_dir(out, owner=run_id) as killed:
+        if killed:  # a review that run waited for can never end; it still showed as waiting
+            await cancel_abandoned_review(out, f"its run ({killed.get('owner')}) was killed while it waited "
+                                          f"for review; run {run_id} took over {out}")
         await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
         await run_stage(process, stages, out=out, template=template,
                         settings=settings.model_dump() if stages == "deployments" else settings)

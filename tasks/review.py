@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pandas as pd
-from prefect import task
+from prefect import get_client, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled
 
 from augment_it.layout import RunLayout, read_json, write_json, write_text
 from augment_it.packet import PACKET_ROWS, packet_rows, packet_summary
@@ -92,3 +96,20 @@ async def save_decision(out: str, decision: ReviewDecision, frame: pd.DataFrame,
     if kept := decisions_to_keep(decision, frame, shown_ids):
         write_ledger(out, read_ledger(out) | keyed(kept))
     return layout.decision
+
+
+async def cancel_abandoned_review(out: str, reason: str) -> None:
+    """Cancel the review run of OUT (its pending.json) if it still waits while the process that
+    would act on the decision is gone or going: `augment review` showed it waiting and took a
+    decision that went nowhere."""
+    try:
+        run_id = UUID(str(read_json(RunLayout(out).pending_review)["flow_run_id"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no review was reached (or its file is not ours to read)
+    async with get_client() as client:
+        try:
+            run = await client.read_flow_run(run_id)
+        except ObjectNotFound:  # a run on another server (an earlier temporary one's database)
+            return
+        if run.state is not None and run.state.is_paused():
+            await client.set_flow_run_state(run_id, Cancelled(message=reason), force=True)

@@ -141,3 +141,46 @@ def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(
     ended = asyncio.run(read_review_run(run_id))
     assert not ended.paused and ended.state in {"Cancelled", "Crashed"}, ended.state
     assert run_id not in {run.id for run in asyncio.run(paused_reviews())}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_the_next_run_cancels_the_review_a_killed_command_left_waiting(llm, tmp_path: Path) -> None:
+    """A command killed outright (SIGKILL, an OOM kill, a reboot) cannot cancel its review: that
+    run stayed paused, shown waiting by `augment review list`. The next run into the same --out,
+    finding the killed run's lock, cancels it."""
+    import asyncio
+    import json
+
+    from prefect.settings import PREFECT_API_URL
+
+    from augment_it.cli.review_client import paused_reviews, read_review_run
+
+    source = tmp_path / "records.csv"
+    source.write_text("id\n" + "".join(f"r{i}\n" for i in range(8)))
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    command = [sys.executable, "-m", "augment_it.cli.main", "run", str(source), "-t",
+               str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    first = subprocess.Popen([*command, "--review", "cli"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        pending = tmp_path / "out" / ".augment" / "review" / "pending.json"
+        deadline = time.time() + 120
+        while not pending.exists():
+            assert first.poll() is None and time.time() < deadline, "the run ended before its review"
+            time.sleep(0.2)
+        run_id = json.loads(pending.read_text())["flow_run_id"]
+        while not asyncio.run(read_review_run(run_id)).paused:
+            assert time.time() < deadline, "the review run never paused"
+            time.sleep(0.2)
+    finally:
+        first.kill()
+        first.wait()
+    assert asyncio.run(read_review_run(run_id)).paused  # nothing could cancel it
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["exported"] == 8
+    ended = asyncio.run(read_review_run(run_id))
+    assert ended.state == "Cancelled" and run_id not in {run.id for run in asyncio.run(paused_reviews())}

@@ -78,6 +78,11 @@ def test_the_holder_is_seen_while_it_runs(tmp_path: Path, monkeypatch: pytest.Mo
         first = json.loads(lock_file(tmp_path).read_text())["seen"]
         time.sleep(0.3)
         assert json.loads(lock_file(tmp_path).read_text())["seen"] > first
+        # Taken over by a run that found this one gone (unseen too long): never taken back.
+        lock_file(tmp_path).write_text(json.dumps({"owner": "next", "host": "h", "pid": 1, "seen": 0}))
+        time.sleep(0.3)
+        assert json.loads(lock_file(tmp_path).read_text())["owner"] == "next"
+    assert json.loads(lock_file(tmp_path).read_text())["owner"] == "next"
 
 
 @pytest.mark.usefixtures("prefect_api")

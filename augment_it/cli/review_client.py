@@ -27,10 +27,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Cancelled
 
 from augment_it.errors import UserInputError
-from augment_it.layout import read_json
 from augment_it.review import ReviewInput
 
 REVIEW_FLOW = "review"
@@ -114,20 +112,6 @@ async def submit(run_id: str, given: ReviewInput, schema_wait: float = SCHEMA_WA
         if result.status.value != "ACCEPT":
             reason = getattr(result.details, "reason", None) or str(result.details)
             raise ReviewClientError(f"the server refused the decision for run {run_id}: {reason}")
-
-
-async def cancel_abandoned(pending: str, reason: str) -> None:
-    """Cancel the review run PENDING (a pending.json) names if it still waits: its command is
-    ending, so a decision given to it would go nowhere while `augment review` showed it waiting
-    and took the decision as given."""
-    try:
-        run_id = UUID(str(read_json(pending)["flow_run_id"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no review was reached (or its file is not ours to read)
-    async with get_client() as client:
-        run = await client.read_flow_run(run_id)
-        if run.state is not None and run.state.is_paused():
-            await client.set_flow_run_state(run_id, Cancelled(message=reason), force=True)
 
 
 async def _read_review(client: PrefectClient, run_id: str) -> FlowRun:

@@ -23,7 +23,7 @@ from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
 from augment_it.export import destination_sink, shown_reason
-from augment_it.layout import RunLayout, check_run_dir
+from augment_it.layout import check_run_dir
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
@@ -114,11 +114,11 @@ def cancelling_review_on_exit(out: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        from augment_it.cli.review_client import cancel_abandoned
+        from tasks.review import cancel_abandoned_review
 
         with contextlib.suppress(Exception):  # best effort: the command is ending either way
-            asyncio.run(asyncio.wait_for(cancel_abandoned(
-                RunLayout(out).pending_review, "augment run was stopped while it waited for review; "
+            asyncio.run(asyncio.wait_for(cancel_abandoned_review(
+                out, "augment run was stopped while it waited for review; "
                 "run the same command again to review"), timeout=10))
         raise
 
