@@ -62,16 +62,19 @@ class RunDirLock:
         self._beat: threading.Thread | None = None
         self._started = datetime.now(UTC).isoformat(timespec="seconds")
 
-    def check(self) -> None:
-        """Raise RunDirInUse when another run that may still be running holds the directory."""
+    def check(self) -> dict[str, Any] | None:
+        """Raise RunDirInUse when another run that may still be running holds the directory; else
+        return the lock that another run, now gone, left there (None if there is none)."""
         holder = self._holder()
-        if holder is not None and holder.get("owner") != self.owner and alive(holder):
+        if holder is None or holder.get("owner") == self.owner:
+            return None
+        if alive(holder):
             raise self._in_use(holder)
+        return holder
 
     def acquire(self) -> dict[str, Any] | None:
         """Hold the directory; return the lock of a run that is gone, if this replaced one."""
-        self.check()
-        replaced = self._holder()
+        replaced = self.check()
         self._write()
         time.sleep(SETTLE_SECONDS)
         holder = self._holder()
@@ -79,7 +82,7 @@ class RunDirLock:
             raise self._in_use(holder or {})
         self._beat = threading.Thread(target=self._heartbeat, name="run-dir-lock", daemon=True)
         self._beat.start()
-        return replaced if replaced is not None and replaced.get("owner") != self.owner else None
+        return replaced
 
     def release(self) -> None:
         self._stop.set()
