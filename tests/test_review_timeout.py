@@ -60,10 +60,11 @@ def test_approve_all_on_timeout_exports_what_was_waiting(tmp_path: Path) -> None
 
 
 def test_a_decision_sent_after_the_last_poll_before_the_timeout_is_applied(tmp_path: Path) -> None:
-    # With an 8 s timeout the pause polls every 2 s; a decision 1 s before the deadline reaches
-    # the server after the last poll, so only the run leaving its pause can pick it up.
+    # With a 16 s timeout the pause polls every 4 s; a decision 1 s before the deadline reaches
+    # the server after the last poll, so only the run leaving its pause can pick it up. (With 8 s,
+    # a loaded machine found the run paused so late that its timeout had passed.)
     started = time.time()
-    run = BackgroundRun(COMPANIES, TEMPLATE, tmp_path, review_policy="ui", review_timeout=8,
+    run = BackgroundRun(COMPANIES, TEMPLATE, tmp_path, review_policy="ui", review_timeout=16,
                         id_column="company_id", settings=ProcessSettings(provider="none"))
     run.start()
     run_id = asyncio.run(paused_review_run(started))
