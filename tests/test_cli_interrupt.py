@@ -34,6 +34,25 @@ def command_servers() -> set[int]:
     return pids
 
 
+def paused_review_of(command: subprocess.Popen[bytes], out: Path) -> str:
+    """The id of the review run the COMMAND's run into OUT waits in, once it is paused."""
+    import asyncio
+    import json
+
+    from augment_it.cli.review_client import read_review_run
+
+    pending = out / ".augment" / "review" / "pending.json"
+    deadline = time.time() + 120
+    while not pending.exists():
+        assert command.poll() is None and time.time() < deadline, "the run ended before its review"
+        time.sleep(0.2)
+    run_id = json.loads(pending.read_text())["flow_run_id"]
+    while not asyncio.run(read_review_run(run_id)).paused:
+        assert time.time() < deadline, "the review run never paused"
+        time.sleep(0.2)
+    return str(run_id)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
                                                       (signal.SIGTERM, 143, "terminated")])
@@ -102,7 +121,6 @@ def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(
     `approve` took a decision that nobody would act on. A closed terminal (SIGHUP) ended the
     command on the spot, with the same result."""
     import asyncio
-    import json
     import shlex
 
     from prefect.settings import PREFECT_API_URL
@@ -122,15 +140,7 @@ def test_a_command_ended_while_it_waits_for_review_leaves_no_run_waiting(
     shell = subprocess.Popen(["sh", "-c", job], cwd=ROOT, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        pending = tmp_path / "out" / ".augment" / "review" / "pending.json"
-        deadline = time.time() + 120
-        while not pending.exists():
-            assert shell.poll() is None and time.time() < deadline, "the run ended before its review"
-            time.sleep(0.2)
-        run_id = json.loads(pending.read_text())["flow_run_id"]
-        while not asyncio.run(read_review_run(run_id)).paused:
-            assert time.time() < deadline, "the review run never paused"
-            time.sleep(0.2)
+        run_id = paused_review_of(shell, tmp_path / "out")
         os.killpg(shell.pid, signum)
         shell.wait(timeout=60)
     finally:
@@ -166,15 +176,7 @@ def test_the_next_run_cancels_the_review_a_killed_command_left_waiting(llm, tmp_
     first = subprocess.Popen([*command, "--review", "cli"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        pending = tmp_path / "out" / ".augment" / "review" / "pending.json"
-        deadline = time.time() + 120
-        while not pending.exists():
-            assert first.poll() is None and time.time() < deadline, "the run ended before its review"
-            time.sleep(0.2)
-        run_id = json.loads(pending.read_text())["flow_run_id"]
-        while not asyncio.run(read_review_run(run_id)).paused:
-            assert time.time() < deadline, "the review run never paused"
-            time.sleep(0.2)
+        run_id = paused_review_of(first, tmp_path / "out")
     finally:
         first.kill()
         first.wait()
