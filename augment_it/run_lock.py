@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from augment_it.errors import UserInputError
-from augment_it.layout import RunLayout, exists, read_json, remove, write_json
+from augment_it.layout import RunLayout, read_json, remove, write_json
 
 HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 60.0
@@ -105,11 +105,9 @@ class RunDirLock:
                     "started": self._started, "seen": time.time()}, self.url)
 
     def _holder(self) -> dict[str, Any] | None:
-        if not exists(self.url):
-            return None
         try:
             holder = read_json(self.url)
-        except (OSError, ValueError):  # gone, or not a lock we wrote: nothing holds the directory
+        except (OSError, ValueError):  # none, or not a lock we wrote: nothing holds the directory
             return None
         return holder if isinstance(holder, dict) else None
 

@@ -125,14 +125,13 @@ def parsed_marker(marker: str, nested_type: str | None) -> str:
 
 
 def merge_statement(table: str, key: str, fields: list[str], present: list[tuple[bool, ...]],
-                    nested_types: Sequence[str | None] = ()) -> str:
+                    nested_types: Sequence[str | None]) -> str:
     """The MERGE for one batch; `present[row][i]`: whether that row has a value for `fields[i]`;
     `nested_types[i]`: the nested type of the column `fields[i]` goes to, if it has one."""
     columns = [key, *fields]
-    nested = list(nested_types) or [None] * len(fields)
     selects = []
     for row in range(len(present)):
-        names = [f":k{row}", *(parsed_marker(f":v{row}_{i}", nested[i]) for i in range(len(fields)))]
+        names = [f":k{row}", *(parsed_marker(f":v{row}_{i}", nested_types[i]) for i in range(len(fields)))]
         if row == 0:
             selects.append("SELECT " + ", ".join(f"{n} AS {quote_identifier(c)}" for n, c in zip(
                 names, columns, strict=True)))
