@@ -13,10 +13,14 @@ from tasks.failures import aoutcome, fails_cleanly
 # (about 20 ms a task run). Nothing else runs on the event loop while they work.
 @flow(name="collect", log_prints=True)
 @fails_cleanly
-async def collect(source: str, out: str, template: str | None = None, id_column: str | None = None) -> str:
-    """Read records from SOURCE, validate them, and keep them under OUT; returns their URL."""
+async def collect(source: str, out: str, template: str | None = None, id_column: str | None = None,
+                  encoding: str | None = None) -> str:
+    """Read records from SOURCE, validate them, and keep them under OUT; returns their URL.
+
+    ENCODING is a text file's (cp1252 for Excel's plain "CSV"); UTF-8 if None, or as a byte order
+    mark says."""
     schema = await aoutcome(resolve_schema(id_column, template, return_state=True))
-    records, unreadable = await aoutcome(read_source(source, return_state=True))
+    records, unreadable = await aoutcome(read_source(source, encoding, return_state=True))
     result = await validate(records, schema)
     await save_collected(result, unreadable, out)
     await publish_validation_summary(source, result, unreadable)

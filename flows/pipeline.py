@@ -56,6 +56,7 @@ async def augment_pipeline(
     stages: StageMode = "subflows",
     destination: str | None = None,
     review_again: bool = False,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     """Augment the records in SOURCE with TEMPLATE, review them, and export them under OUT.
 
@@ -69,7 +70,8 @@ async def augment_pipeline(
         if killed:  # a review that run waited for can never end; it still showed as waiting
             await cancel_abandoned_review(out, f"its run ({killed.get('owner')}) was killed while it waited "
                                           f"for review; run {run_id} took over {out}")
-        await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column)
+        await run_stage(collect, stages, source=source, out=out, template=template, id_column=id_column,
+                        encoding=encoding)
         await run_stage(process, stages, out=out, template=template,
                         settings=settings.model_dump() if stages == "deployments" else settings)
         await run_stage(review, stages, out=out, policy=review_policy, approve_above=approve_above,

@@ -26,8 +26,8 @@ async def resolve_schema(id_column: str | None, template: str | None) -> RecordS
 
 @task(name="read-source", cache_policy=NO_CACHE)
 @fails_cleanly
-async def read_source(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return open_source(uri).read().frames()
+async def read_source(uri: str, encoding: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return open_source(uri, encoding).read().frames()
 
 
 @task(name="validate-records", cache_policy=NO_CACHE)

@@ -241,3 +241,25 @@ def test_what_a_source_only_warns_about_reaches_the_run_log(caplog: pytest.LogCa
     assert state.is_completed()
     logged = [r for r in caplog.records if r.name.startswith("prefect.") and r.levelname == "WARNING"]
     assert any("dropped 1 unnamed column(s) at the end of the header" in r.getMessage() for r in logged)
+
+
+def test_a_file_in_a_legacy_encoding_reaches_the_export_in_the_encoding_named(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"  # as Excel's plain "CSV" saves it on Western European Windows
+    source.write_bytes("id,name\r\n1,Zoë Müller\r\n2,Ada\r\n".encode("cp1252"))
+    state = run_pipeline(source, PLAIN, tmp_path / "utf8", id_column="id", settings=NO_MODEL)
+    ids = assert_every_record_once(tmp_path / "utf8", state.result())
+    assert ids["exported"] == ["2"] and len(ids["quarantined"]) == 1
+    reason = pd.read_parquet(tmp_path / "utf8" / "quarantined.parquet")["_reason"][0]
+    assert "the file is not UTF-8: name its encoding (--encoding cp1252" in reason
+    from typer.testing import CliRunner
+
+    from augment_it.cli.main import app
+
+    command = ["run", str(source), "-t", str(PLAIN), "--provider", "none", "--id-column", "id",
+               "--out", str(tmp_path / "named")]
+    refused = CliRunner().invoke(app, [*command, "--encoding", "klingon"])
+    assert refused.exit_code == 2 and "unknown text encoding 'klingon'" in refused.output
+    result = CliRunner().invoke(app, [*command, "--encoding", "windows-1252"])
+    assert result.exit_code == 0, result.output
+    exported = pd.read_parquet(tmp_path / "named" / "exported.parquet")
+    assert list(exported["name"]) == ["Zoë Müller", "Ada"]

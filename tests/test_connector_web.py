@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from augment_it.records import REASON
+from augment_it.records import REASON, InputError
 from augment_it.sources import open_source
 from augment_it.sources.web import AddressGuard, web_source_uri
 from tests.standins.web import WebStandin
@@ -116,6 +116,16 @@ def test_url_column_of_any_source(site: WebStandin, tmp_path: Path, allow_loopba
     reasons = {r["name"]: r[REASON] for r in read.rejects}
     assert "HTTP 404" in reasons["Nobody"]
     assert "holds no URL" in reasons["Blank"]
+
+
+def test_url_column_of_a_file_in_a_legacy_encoding(site: WebStandin, tmp_path: Path,
+                                                   allow_loopback: None) -> None:
+    csv = tmp_path / "companies.csv"
+    csv.write_bytes(f"name,website\nAcme Zürich,{site.url_for('/article/Acme')}\n".encode("cp1252"))
+    read = open_source(web_source_uri(str(csv), "website", "cp1252")).read()
+    assert [(r["name"], "Acme builds" in r["page_text"]) for r in read.records] == [("Acme Zürich", True)]
+    with pytest.raises(InputError, match="unknown text encoding 'klingon'"):
+        open_source(web_source_uri(str(csv), "website", "klingon"))
 
 
 @pytest.mark.slow

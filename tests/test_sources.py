@@ -8,9 +8,11 @@ import pytest
 
 from augment_it.records import REASON, ROW, InputError
 from augment_it.sources import SOURCE, open_source
+from augment_it.sources.files.text import encoding_advice
 from tests.conftest import DATA
 
 BAD = DATA / "bad"
+NOT_UTF8 = encoding_advice("\udce9", None)  # what a file with no UTF-8 text in it is told
 
 
 def read(path: Path):
@@ -38,7 +40,7 @@ def test_invalid_utf8_names_the_field() -> None:
     result = read(BAD / "invalid-utf8.csv")
     assert [r["id"] for r in result.records] == ["1", "3"]
     assert result.rejects[0][REASON] == ("invalid-utf8.csv:3: field 'name' is not valid UTF-8 "
-                                         "(byte 0xff at char 3)")
+                                         "(byte 0xff at char 3)" + NOT_UTF8)
 
 
 def test_jsonl_bad_lines_are_rejected_not_fatal() -> None:
@@ -182,22 +184,88 @@ def test_files_marked_utf16_or_utf32_are_read(codec: str, tmp_path: Path) -> Non
 
 
 def test_latin1_header_refuses_the_file_naming_the_column() -> None:
-    with pytest.raises(InputError, match=r"latin1-header.csv: header column 2 \('na\ufffdme'\) is not "
-                                         r"valid UTF-8 \(byte 0xe9\); save the file as UTF-8"):
+    with pytest.raises(InputError) as refused:
         read(ODD / "latin1-header.csv")
+    assert str(refused.value) == ("latin1-header.csv: header column 2 ('na\ufffdme') is not valid UTF-8 "
+                                  "(byte 0xe9)" + NOT_UTF8)
 
 
 def test_invalid_text_in_nested_values_and_field_names_is_quarantined() -> None:
     result = read(ODD / "nested-latin1.jsonl")
     assert [r["id"] for r in result.records] == ["2"]
     assert [r[REASON] for r in result.rejects] == [
-        "nested-latin1.jsonl:1: field 'tags' is not valid UTF-8 (byte 0xe9 at tags[0] char 3)",
+        "nested-latin1.jsonl:1: field 'tags' is not valid UTF-8 (byte 0xe9 at tags[0] char 3)" + NOT_UTF8,
         "nested-latin1.jsonl:3: field 'contact' is not valid UTF-8 (lone surrogate \\ud800 at "
-        "contact.note char 0)",
-        "nested-latin1.jsonl:4: field name 'n\ufffdme' is not valid UTF-8 (byte 0xe4 at char 1)",
+        "contact.note char 0)" + NOT_UTF8,
+        "nested-latin1.jsonl:4: field name 'n\ufffdme' is not valid UTF-8 (byte 0xe4 at char 1)" + NOT_UTF8,
     ]
     assert all(storable(r) for r in result.rejects)
     assert "Jos\ufffd" in result.rejects[0]["raw"]
+
+
+def test_a_file_in_a_legacy_encoding_is_read_in_the_encoding_named(tmp_path: Path) -> None:
+    """Excel's plain "CSV" on Windows is cp1252: read as UTF-8, every record with an accent was
+    quarantined as "not valid UTF-8", with nothing saying why or what to do."""
+    legacy = {"people.csv": "id,name,city\r\n1,Zoë Müller,Zürich\r\n2,Ada,London\r\n"
+                            "3,José,Málaga \u2013 ES\r\n",
+              "people.yaml": "- {id: 1, name: Zoë}\n", "notes/zoe.md": "---\ntitle: Zoë\n---\nCafé au lait\n",
+              "notes/ada.md": "---\ntitle: Ada\n---\nCrème brûlée\n"}
+    for name, text in legacy.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(text.encode("cp1252"))
+    csv_read = read(tmp_path / "people.csv")
+    assert [r["id"] for r in csv_read.records] == ["2"]
+    assert [r[REASON] for r in csv_read.rejects] == [
+        f"people.csv:{row}: field 'name' is not valid UTF-8 (byte 0x{byte:x} at char {char}){NOT_UTF8}"
+        for row, byte, char in [(2, 0xeb, 2), (4, 0xe9, 3)]]
+    assert "--encoding cp1252" in NOT_UTF8
+    with pytest.raises(InputError, match=r"people.yaml is not valid UTF-8 \(byte 0xeb on line 1\); the "
+                                         r"file is not UTF-8: name its encoding \(--encoding cp1252"):
+        read(tmp_path / "people.yaml")
+    notes = read(tmp_path / "notes")
+    assert [r[REASON] for r in notes.rejects] == [
+        "ada.md: field 'body' is not valid UTF-8 (byte 0xe8 at char 2)" + NOT_UTF8,
+        "zoe.md: front matter is not valid UTF-8 (byte 0xeb on line 2)" + NOT_UTF8]
+
+    def read_as(path: Path, encoding: str) -> list[dict]:
+        return open_source(str(path), encoding).read().records
+
+    assert [(r["name"], r["city"]) for r in read_as(tmp_path / "people.csv", "windows-1252")] == [
+        ("Zoë Müller", "Zürich"), ("Ada", "London"), ("José", "Málaga \u2013 ES")]
+    assert [r["name"] for r in read_as(tmp_path / "people.yaml", "cp1252")] == ["Zoë"]
+    assert [(r["title"], r["body"]) for r in read_as(tmp_path / "notes", "cp1252")] == [
+        ("Ada", "Crème brûlée"), ("Zoë", "Café au lait")]
+    # A byte order mark says what a file is, whatever encoding was named.
+    (tmp_path / "marked.csv").write_bytes("\ufeffid,name\n1,Zoë\n".encode())
+    assert [r["name"] for r in read_as(tmp_path / "marked.csv", "cp1252")] == ["Zoë"]
+
+
+def test_text_a_named_encoding_cannot_decode_is_quarantined_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_bytes(b"id,name\n1,Zo\xeb\n2,bad \x81 byte\n")
+    result = open_source(str(tmp_path / "people.csv"), "cp1252").read()
+    assert [r["name"] for r in result.records] == ["Zoë"]
+    assert [r[REASON] for r in result.rejects] == [
+        "people.csv:3: field 'name' is not valid cp1252 (byte 0x81 at char 4)"]
+    assert storable(result.rejects)
+    (tmp_path / "wide.csv").write_bytes("id\n1\n".encode("utf-16-le")[:-1])
+    with pytest.raises(InputError, match=r"wide.csv: is not valid utf-16-le \(byte 8: truncated data\)"):
+        open_source(str(tmp_path / "wide.csv"), "utf-16-le").read()
+
+
+def test_a_utf8_file_with_a_bad_byte_is_not_told_it_is_in_another_encoding(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_bytes("id,name\n1,Zoë\n2,Bj\xf6rn\n".encode("latin-1").replace(
+        b"Zo\xeb", "Zoë".encode()))
+    assert [r[REASON] for r in read(tmp_path / "people.csv").rejects] == [
+        "people.csv:3: field 'name' is not valid UTF-8 (byte 0xf6 at char 2)"]
+
+
+@pytest.mark.parametrize("encoding", ["base64", "klingon", "rot13"])
+def test_an_unknown_encoding_or_a_store_given_one_is_refused(encoding: str, tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("id\n1\n")
+    with pytest.raises(InputError, match=f"unknown text encoding '{encoding}'"):
+        open_source(str(tmp_path / "people.csv"), encoding)
+    with pytest.raises(InputError, match=r"an encoding \(cp1252\) is only for files: airtable:// does not"):
+        open_source("airtable://appX/tblY", "cp1252")
 
 
 def test_a_bad_csv_line_is_rejected_alone_and_reading_goes_on() -> None:

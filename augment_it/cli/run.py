@@ -61,9 +61,14 @@ def run(
                                            "(airtable://, nocodb://, databricks://)")] = None,
     url_column: Annotated[str | None, typer.Option(help="Fetch the web page at the URL in this column "
                                                    "of SOURCE and add its text")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="Text encoding of SOURCE's files if not UTF-8 (cp1252: Excel's plain \"CSV\" on Windows)",
+    )] = None,
 ) -> None:
     """Collect SOURCE, augment it with TEMPLATE, review, and export under --out."""
-    source = web_source_uri(source, url_column)
+    web_source = web_source_uri(source, url_column, encoding)
+    if web_source != source:  # the web source reads the file itself, in the encoding its URI names
+        source, encoding = web_source, None
     try:
         call = CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout)
     except ValidationError as exc:
@@ -71,7 +76,7 @@ def run(
         fail(f"--{first['loc'][0]} {first['input']}: {first['msg']}")
     settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
                                call=call)
-    check_inputs(source, template, settings, out, to)
+    check_inputs(source, template, settings, out, to, encoding)
     from augment_it.cli.local_server import prefect_api
     from flows.pipeline import augment_pipeline
 
@@ -84,7 +89,7 @@ def run(
                 source=source, template=template, out=run_dir,
                 review_policy=review, approve_above=approve_above, fmt=fmt, id_column=id_column,
                 settings=settings, review_timeout=review_timeout, destination=to, return_state=True,
-                review_timeout_outcome=review_timeout_outcome, review_again=review_again,
+                review_timeout_outcome=review_timeout_outcome, review_again=review_again, encoding=encoding,
             ))
             progress.report_to(None)
     except UserInputError as exc:  # no temporary server could start
@@ -139,7 +144,7 @@ def raise_on_sigterm() -> None:
 
 
 def check_inputs(source: str, template: str, settings: ProcessSettings, out: str,
-                 destination: str | None = None) -> None:
+                 destination: str | None = None, encoding: str | None = None) -> None:
     """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
     or price file, a template parameter the provider used (the template's or --provider) would
     refuse, an --out that is a file or that another run works in, a destination that cannot be
@@ -147,7 +152,7 @@ def check_inputs(source: str, template: str, settings: ProcessSettings, out: str
     try:
         check_run_dir(out)
         check_free(out)
-        open_source(source)
+        open_source(source, encoding)
         prompt = apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
         if destination:

@@ -77,14 +77,18 @@ def register_scheme(scheme: str, factory: SourceFactory) -> None:
     _SCHEMES[scheme] = factory
 
 
-def open_source(uri: str) -> Source:
-    """The source for a URI: `scheme://…` for services, a path or fsspec URL for files."""
+def open_source(uri: str, encoding: str | None = None) -> Source:
+    """The source for a URI: `scheme://…` for services, a path or fsspec URL for files, whose text
+    is in ENCODING (UTF-8 if None) unless a byte order mark says otherwise."""
     from augment_it.sources import airtable, databricks, files, nocodb, web  # noqa: F401  (register their schemes)
 
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme in _SCHEMES:
+        if encoding:
+            where = "in the URI (&encoding=)" if scheme == "web" else "only for files"
+            raise InputError(f"an encoding ({encoding}) is {where}: {scheme}:// does not take one")
         return _SCHEMES[scheme](uri)
-    return files.open_file_source(uri)
+    return files.open_file_source(uri, encoding)
 
 
 __all__ = ["REASON", "ROW", "SOURCE", "InputError", "Source", "SourceRead", "open_source"]

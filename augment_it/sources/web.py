@@ -2,7 +2,8 @@
 
 URI: `web://?urls=urls.txt` (one URL a line, `#` comments), `web://?url=https://a&url=https://b`,
 or `web://?source=INNER_URI&column=COL` to fetch the URL in column COL of every record of another
-source (the record keeps its fields and gains `page_url`, `page_title`, `page_text`).
+source (the record keeps its fields and gains `page_url`, `page_title`, `page_text`); `&encoding=E`
+names the encoding of the URL list or the inner source's file (`augment run --encoding`).
 
 Fetching is careful because URLs come from data, not from the operator:
 - only http(s); the host is resolved and every address checked with `ipaddress`: private,
@@ -43,6 +44,7 @@ from augment_it.errors import InputNotice
 from augment_it.layout import filesystem
 from augment_it.records import REASON, ROW, InputError, is_missing
 from augment_it.sources import SOURCE, SourceRead, open_source, register_scheme
+from augment_it.sources.files.text import decode, printable, text_encoding
 
 PAGE_URL, PAGE_TITLE, PAGE_TEXT = "page_url", "page_title", "page_text"
 TEXT_TYPES = {"text/html", "application/xhtml+xml", "text/plain"}
@@ -400,14 +402,14 @@ class WebSource:
             column = self.uri.one("column")
             if not column:
                 raise InputError("web://?source=... needs &column=NAME: the column holding the URLs")
-            return open_source(inner).read(), column, False
+            return open_source(inner, self.uri.one("encoding")).read(), column, False
         read = SourceRead()
         if listing := self.uri.one("urls"):
             fs, path = filesystem(listing)
             if not fs.exists(path):
                 raise InputError(f"URL list {listing} does not exist")
             with fs.open(path, "rb") as handle:
-                lines = handle.read().decode("utf-8-sig", errors="replace").splitlines()
+                lines = printable(decode(handle.read(), listing, self.uri.one("encoding"))).splitlines()
             name = listing.rstrip("/").rsplit("/", 1)[-1]
             for line_no, line in enumerate(lines, start=1):
                 if line.strip() and not line.strip().startswith("#"):
@@ -440,17 +442,22 @@ class WebSource:
         return out
 
 
-def web_source_uri(source: str, url_column: str | None) -> str:
-    """The URI `augment run` collects from: a `.txt` list of URLs or a column of URLs become web://."""
+def web_source_uri(source: str, url_column: str | None, encoding: str | None = None) -> str:
+    """The URI `augment run` collects from: a `.txt` list of URLs or a column of URLs become web://,
+    which then carries the file's ENCODING."""
     if url_column:
-        return f"web://?source={quote(source, safe='')}&column={quote(url_column, safe='')}"
-    if "://" not in source and source.lower().endswith(".txt"):
-        return f"web://?urls={quote(source, safe='')}"
-    return source
+        uri = f"web://?source={quote(source, safe='')}&column={quote(url_column, safe='')}"
+    elif "://" not in source and source.lower().endswith(".txt"):
+        uri = f"web://?urls={quote(source, safe='')}"
+    else:
+        return source
+    return uri + (f"&encoding={quote(encoding, safe='')}" if encoding else "")
 
 
 def open_web(uri: str) -> WebSource:
     parsed = StoreURI.parse(uri)
+    if encoding := parsed.one("encoding"):
+        text_encoding(encoding)  # refused now, not once the file is read
     return WebSource(parsed, load_settings(WebSettings, parsed.one("block")))
 
 

@@ -21,7 +21,10 @@
   folders (`.trash/`, `.augment/`) are skipped, in a notes folder too.
 
 Text files are UTF-8, or UTF-16/32 when a byte order mark says so (Excel's "Unicode Text",
-Windows PowerShell 5's Out-File); any other encoding names the first invalid byte.
+Windows PowerShell 5's Out-File), or in the encoding the user names (`--encoding cp1252`). A record
+holding bytes its file's encoding cannot decode is quarantined naming the field and the first such
+byte; when no text in the file was UTF-8 (Excel's plain "CSV"), the reason says which encoding the
+file reads as.
 
 A JSON, JSONL or YAML record in which a key appears twice, at any depth (json and PyYAML would
 keep the last value silently), is rejected naming the key; a wrapper's records key given twice
@@ -49,8 +52,13 @@ READS = ".csv, .tsv, .json, .jsonl, .yaml, .md, .parquet"
 _GLOB = re.compile(r"[*?[]")
 
 
-def open_file_source(uri: str) -> FileSource | FileSet:
-    """A file, a folder of Markdown notes, a folder of data files, or a glob (`exports/2026-*.csv`)."""
+def open_file_source(uri: str, encoding: str | None = None) -> FileSource | FileSet:
+    """A file, a folder of Markdown notes, a folder of data files, or a glob (`exports/2026-*.csv`);
+    text files in ENCODING unless a byte order mark says otherwise (UTF-8 if None)."""
+    if encoding:
+        from augment_it.sources.files.text import text_encoding
+
+        encoding = text_encoding(encoding)
     fs, path = filesystem(uri)
     if not fs.exists(path):
         if pattern := _GLOB.search(path):
@@ -58,19 +66,20 @@ def open_file_source(uri: str) -> FileSource | FileSet:
             matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and visible(p.removeprefix(fixed)))
             if not matches:
                 raise InputError(f"source {uri} does not exist, and no file matches it as a glob")
-            return _file_set(fs, uri, fixed, matches, f"none of the files matching {uri}")
+            return _file_set(fs, uri, fixed, matches, f"none of the files matching {uri}", encoding)
         raise InputError(f"source {uri} does not exist")
     if fs.isdir(path):
         found = [p for p in sorted(fs.find(path)) if visible(p[len(path):])]
         if any(_kind(p) == "markdown" for p in found):
-            return FileSource(uri, "markdown")  # a notes folder: the notes, whatever lies beside them
+            # A notes folder: the notes, whatever lies beside them.
+            return FileSource(uri, "markdown", encoding=encoding)
         if not found:
             raise InputError(f"folder {uri} is empty")
-        return _file_set(fs, uri, path, found, f"no file in folder {uri}")
+        return _file_set(fs, uri, path, found, f"no file in folder {uri}", encoding)
     kind = _kind(path)
     if kind is None:
         raise InputError(f"cannot tell the format of {uri}: use {READS}, a folder of such files or a glob")
-    return FileSource(uri, kind)
+    return FileSource(uri, kind, encoding=encoding)
 
 
 def visible(relative_path: str) -> bool:
@@ -83,14 +92,16 @@ def _kind(path: str) -> str | None:
     return KINDS.get(name.rsplit(".", 1)[-1].lower()) if "." in name else None
 
 
-def _file_set(fs: AbstractFileSystem, uri: str, base: str, paths: list[str], none_readable: str) -> FileSet:
+def _file_set(fs: AbstractFileSystem, uri: str, base: str, paths: list[str], none_readable: str,
+              encoding: str | None) -> FileSet:
     """The readable files among PATHS, each named by its path under BASE."""
     readable = [p for p in paths if _kind(p)]
     if not readable:
         names = ", ".join(p.rsplit("/", 1)[-1] for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
         raise InputError(f"{none_readable} can be read ({names}): augment-it reads {READS}")
     full = fs.unstrip_protocol if "://" in uri else str
-    return FileSet([FileSource(full(p), _kind(p), p.removeprefix(base).lstrip("/")) for p in readable])
+    return FileSet([FileSource(full(p), _kind(p), p.removeprefix(base).lstrip("/"), encoding)
+                    for p in readable])
 
 
 @dataclass
@@ -98,6 +109,7 @@ class FileSource:
     uri: str
     kind: str
     label: str = ""  # how records name the file; its name unless it is one of several
+    encoding: str | None = None  # of a text file without a byte order mark; UTF-8 if None
 
     @property
     def name(self) -> str:
@@ -107,21 +119,24 @@ class FileSource:
         if self.kind == "markdown":
             from augment_it.sources.files.markdown import read_markdown
 
-            return read_markdown(self.uri)
+            return read_markdown(self.uri, self.encoding)
         if self.kind == "parquet":
             from augment_it.sources.files.parquet import read_parquet
 
             return read_parquet(self.uri, self.name)
         from augment_it.sources.files import delimited, json_text, yaml_text
-        from augment_it.sources.files.text import read_text, reject_invalid_text
+        from augment_it.sources.files.text import encoding_advice, read_text, reject_invalid_text
 
-        text = read_text(self.uri)
+        text = read_text(self.uri, self.encoding)
         if not text.strip():
             raise InputError(f"source {self.uri} is empty: no header and no records")
-        reader = {"csv": delimited.read_csv, "tsv": delimited.read_tsv, "json": json_text.read_json,
-                  "jsonl": json_text.read_jsonl, "yaml": yaml_text.read_yaml}[self.kind]
-        read = reader(text, self.name)
-        reject_invalid_text(read)
+        # A header or a YAML file with undecodable bytes is refused whole, naming the encoding.
+        refusing = {"csv": delimited.read_csv, "tsv": delimited.read_tsv, "yaml": yaml_text.read_yaml}
+        if self.kind in refusing:
+            read = refusing[self.kind](text, self.name, self.encoding)
+        else:
+            read = {"json": json_text.read_json, "jsonl": json_text.read_jsonl}[self.kind](text, self.name)
+        reject_invalid_text(read, self.encoding, encoding_advice(text, self.encoding))
         return read
 
 

@@ -11,7 +11,7 @@ from collections import deque
 from augment_it.errors import InputNotice
 from augment_it.records import InputError
 from augment_it.sources import SourceRead
-from augment_it.sources.files.text import SURROGATE, bad_char, printable
+from augment_it.sources.files.text import SURROGATE, bad_char, printable, refusal_advice
 
 SNIFFED_DELIMITERS = ";\t|"
 
@@ -51,7 +51,8 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0) -> SourceRead:
+def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
+                    encoding: str | None = None) -> SourceRead:
     read = SourceRead()
     # A field cannot be longer than the file, so this limit never cuts a field (the default 128 KiB
     # would), and it is only ever raised.
@@ -69,7 +70,8 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0) -
         if found := SURROGATE.search(column):
             # Every record would carry the broken name; one clear sentence beats a quarantined file.
             raise InputError(f"{name}: header column {position} ('{printable(column)}') is not valid "
-                             f"UTF-8 ({bad_char(column, found.start())}); save the file as UTF-8")
+                             f"{encoding or 'UTF-8'} ({bad_char(column, found.start())})"
+                             + refusal_advice(text, encoding))
     width = len(header)
     while width and not header[width - 1]:
         width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
@@ -131,10 +133,10 @@ def csv_dialect(text: str) -> tuple[str, int]:
     return _sniff_delimiter(text), 0
 
 
-def read_csv(text: str, name: str) -> SourceRead:
+def read_csv(text: str, name: str, encoding: str | None = None) -> SourceRead:
     delimiter, skip_lines = csv_dialect(text)
-    return _read_delimited(text, name, delimiter, skip_lines)
+    return _read_delimited(text, name, delimiter, skip_lines, encoding)
 
 
-def read_tsv(text: str, name: str) -> SourceRead:
-    return _read_delimited(text, name, "\t")
+def read_tsv(text: str, name: str, encoding: str | None = None) -> SourceRead:
+    return _read_delimited(text, name, "\t", encoding=encoding)

@@ -12,13 +12,13 @@ from augment_it.records import InputError
 from augment_it.sources import SourceRead
 from augment_it.sources.files import visible
 from augment_it.sources.files.documents import json_object, repeated_key
-from augment_it.sources.files.text import decode, printable, reject_invalid_text
+from augment_it.sources.files.text import decode, encoding_advice, invalid_text, printable
 from augment_it.sources.files.yaml_text import load_yaml
 
 NOTE_FIELDS = ("body", "file")  # set on every Markdown record from the note itself
 
 
-def read_markdown(uri: str) -> SourceRead:
+def read_markdown(uri: str, encoding: str | None = None) -> SourceRead:
     fs, path = filesystem(uri)
     if fs.isdir(path):
         files = sorted(p for p in fs.find(path)
@@ -34,21 +34,25 @@ def read_markdown(uri: str) -> SourceRead:
         with fs.open(file_path, "rb") as handle:
             raw = handle.read()
         try:
-            text = decode(raw, name)
+            text = decode(raw, name, encoding)
         except InputError as exc:
             read.reject(row, name, str(exc))
             continue
         try:
-            meta, body = _split_front_matter(text, name)
+            meta, body = _split_front_matter(text, name, encoding)
         except InputError as exc:
             read.reject(row, name, str(exc), raw=printable(text)[:2000])
             continue
-        read.add({**meta, "body": body, "file": name}, row, name)
-    reject_invalid_text(read)
+        note = {**meta, "body": body, "file": name}
+        if problem := invalid_text(note, encoding):
+            read.reject(row, name, f"{name}: {problem}{encoding_advice(text, encoding)}",
+                        raw=printable(text)[:2000])
+            continue
+        read.add(note, row, name)
     return read
 
 
-def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
+def _split_front_matter(text: str, name: str, encoding: str | None) -> tuple[dict[str, Any], str]:
     if not text.strip():
         raise InputError(f"{name}: the file is empty")
     handler = frontmatter.detect_format(text, frontmatter.handlers)
@@ -64,7 +68,7 @@ def _split_front_matter(text: str, name: str) -> tuple[dict[str, Any], str]:
     if isinstance(handler, YAMLHandler):
         # Our loader, not python-frontmatter's: YAML 1.2 scalars, alias-bomb check, and a list
         # is reported instead of dropped.
-        documents = load_yaml(head, f"{name}: front matter")
+        documents = load_yaml(head, f"{name}: front matter", encoding, text)
         if len(documents) > 1:
             raise InputError(f"{name}: front matter holds {len(documents)} YAML documents, not one mapping")
         meta = documents[0] if documents else None

@@ -12,7 +12,7 @@ from augment_it.errors import yaml_error_text
 from augment_it.records import InputError
 from augment_it.sources import SourceRead
 from augment_it.sources.files.documents import RepeatedKeys, add_items
-from augment_it.sources.files.text import SURROGATE, bad_char
+from augment_it.sources.files.text import SURROGATE, bad_char, refusal_advice
 
 MAX_YAML_NODES = 1_000_000  # an alias bomb expands far past this; a real list of records does not
 
@@ -77,13 +77,15 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
-def load_yaml(text: str, subject: str) -> list[Any]:
-    """Every document in the text (most files have one), each checked for alias bombs."""
+def load_yaml(text: str, subject: str, encoding: str | None = None,
+              file_text: str | None = None) -> list[Any]:
+    """Every document in the text (most files have one), each checked for alias bombs. TEXT was
+    decoded from ENCODING (UTF-8 if None), as part of FILE_TEXT if it is only a part."""
     if found := SURROGATE.search(text):
         # PyYAML refuses the character anyway; say which line, in words a user can act on.
         line = text.count("\n", 0, found.start()) + 1
-        raise InputError(f"{subject} is not valid UTF-8 ({bad_char(text, found.start())} on line "
-                         f"{line}); save the file as UTF-8")
+        raise InputError(f"{subject} is not valid {encoding or 'UTF-8'} ({bad_char(text, found.start())} on "
+                         f"line {line})" + refusal_advice(file_text or text, encoding))
     loader = _BoundedLoader(text)
     documents = []
     try:
@@ -100,8 +102,8 @@ def load_yaml(text: str, subject: str) -> list[Any]:
     return documents
 
 
-def read_yaml(text: str, name: str) -> SourceRead:
-    documents = [d for d in load_yaml(text, name) if d is not None]
+def read_yaml(text: str, name: str, encoding: str | None = None) -> SourceRead:
+    documents = [d for d in load_yaml(text, name, encoding) if d is not None]
     if not documents:
         raise InputError(f"{name}: expected a YAML list of mappings, the file holds only comments")
     read = SourceRead()
