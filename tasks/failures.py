@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import typing
 import warnings
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class StageStopped(UserInputError):
     """A task or stage ended Failed; the flow stops with the same message."""
+
+
+def _no_empty_traceback(record: logging.LogRecord) -> bool:
+    # Prefect logs a task that returned a Failed state with exc_info=True outside any `except`, so
+    # every user error printed a "NoneType: None" line, on the terminal and in the UI's log.
+    if record.exc_info == (None, None, None):
+        record.exc_info = None
+    return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_no_empty_traceback)
 
 
 def fails_cleanly(fn: F) -> F:

@@ -56,11 +56,15 @@ def test_bad_rows_are_quarantined_with_a_reason(source: str, id_column: str, qua
     ("alias-bomb.yaml", "alias bomb"),
     (ODD / "latin1-header.csv", "latin1-header.csv: header column 2 ('na\ufffdme') is not valid UTF-8"),
 ])
-def test_unreadable_sources_stop_with_one_clear_sentence(source: str, message: str, tmp_path: Path) -> None:
+def test_unreadable_sources_stop_with_one_clear_sentence(source: str, message: str, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     state = run_pipeline(BAD / source, PLAIN, tmp_path, settings=NO_MODEL)
     assert state.is_failed()
     assert state.message.startswith("collect stage: ") and message in state.message
     assert "Traceback" not in state.message
+    # Prefect logs the Failed task with exc_info=True and no exception: "NoneType: None" under it.
+    assert any(r.name == "prefect.task_runs" and r.levelname == "ERROR" for r in caplog.records)
+    assert "NoneType: None" not in caplog.text
 
 
 def test_cli_prints_the_error_and_exits_2(tmp_path: Path) -> None:

@@ -268,6 +268,19 @@ def test_an_unknown_encoding_or_a_store_given_one_is_refused(encoding: str, tmp_
         open_source("airtable://appX/tblY", "cp1252")
 
 
+@pytest.mark.parametrize(("header", "problem"), [
+    ("id,name,name,,notes", "header column 3 repeats 'name' (column 2); column 4 has no name"),
+    ("id, id ", "header column 2 repeats 'id' (column 1)"),
+    (",,", "header names no column"),
+])
+def test_a_header_with_unnamed_or_repeated_columns_names_them(header: str, problem: str,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(f"{header}\n1,2,3,4,5\n")
+    with pytest.raises(InputError) as refused:
+        read(tmp_path / "people.csv")
+    assert str(refused.value) == f"people.csv: {problem}: give every column a name of its own"
+
+
 def test_a_bad_csv_line_is_rejected_alone_and_reading_goes_on() -> None:
     result = read(ODD / "stray-quote.csv")
     assert [r["id"] for r in result.records] == ["1", "3", "5"]

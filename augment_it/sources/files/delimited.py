@@ -76,8 +76,8 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
     while width and not header[width - 1]:
         width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
     named = header[:width]
-    if len(set(named)) != len(named) or any(not h for h in named) or not named:
-        raise InputError(f"{name}: header has empty or repeated column names: {header}")
+    if problems := _header_problems(named):
+        raise InputError(f"{name}: header {'; '.join(problems)}: give every column a name of its own")
     row = 1
     while True:
         start_line = lines.number + 1
@@ -123,6 +123,22 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
 
 # Excel's first line naming the delimiter (written by some exports, honoured by Excel itself).
 _SEP_LINE = re.compile(r'"?sep=(.)"?\r?(?:\n|$)')
+
+
+def _header_problems(named: list[str]) -> list[str]:
+    """Each unnamed column and each repeated name, by position, as a spreadsheet shows them."""
+    if not named:
+        return ["names no column"]
+    first: dict[str, int] = {}
+    problems = []
+    for position, column in enumerate(named, start=1):
+        if not column:
+            problems.append(f"column {position} has no name")
+        elif column in first:
+            problems.append(f"column {position} repeats '{column}' (column {first[column]})")
+        else:
+            first[column] = position
+    return problems
 
 
 def csv_dialect(text: str) -> tuple[str, int]:
