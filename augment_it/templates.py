@@ -154,8 +154,12 @@ class PromptTemplate(BaseModel):
             return (system.render(context) if system else None), prompt.render(context)
         except UndefinedError as exc:
             missing = re.search(r"'([^']+)' is undefined|has no attribute '([^']+)'", str(exc))
-            what = f"field '{missing.group(1) or missing.group(2)}'" if missing else str(exc)
-            raise RenderError(f"template '{self.name}' needs {what}, which this record lacks") from exc
+            if not missing:
+                raise RenderError(f"template '{self.name}' needs {exc}, which this record lacks") from exc
+            field = missing.group(1) or missing.group(2)
+            # A column the record has but left empty (a blank cell, null) is not one it lacks.
+            state = "is empty in this record" if field in record else "this record lacks"
+            raise RenderError(f"template '{self.name}' needs field '{field}', which {state}") from exc
         except SecurityError as exc:
             raise RenderError(f"template '{self.name}' tried an unsafe operation: {exc}") from exc
         except Exception as exc:  # a filter or expression failing on this record's values

@@ -34,11 +34,13 @@ def test_a_field_whose_name_is_not_an_identifier_is_reached_through_record() -> 
     prompt = '{{ record["Company Name"] }} in {{ address.city }}'
     template = parse_template(f"name: t\nmodel: m\nprompt: '{prompt}'\n")
     assert template.render({"Company Name": "Acme", "address": {"city": "Oslo"}})[1] == "Acme in Oslo"
-    for record, field in (({"Company Name": None, "address": {"city": "Oslo"}}, "Company Name"),
-                          ({"Company Name": "Acme", "address": {}}, "city")):
+    for record, field, state in (({"Company Name": None, "address": {"city": "Oslo"}}, "Company Name",
+                                  "is empty in this record"),
+                                 ({"address": {"city": "Oslo"}}, "Company Name", "this record lacks"),
+                                 ({"Company Name": "Acme", "address": {}}, "city", "this record lacks")):
         with pytest.raises(RenderError) as raised:
             template.render(record)
-        assert str(raised.value) == f"template 't' needs field '{field}', which this record lacks"
+        assert str(raised.value) == f"template 't' needs field '{field}', which {state}"
     own = parse_template("name: t\nmodel: m\nprompt: 'Kept: {{ record }}'\n")
     assert own.render({"record": "vinyl"})[1] == "Kept: vinyl"  # a field named record is the record's
 
