@@ -390,6 +390,22 @@ def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:
     assert all(type(r["id"]) is int for r in records if r["id"] is not None)
 
 
+def test_text_in_binary_parquet_columns_is_text(tmp_path: Path) -> None:
+    """Hive, Impala and older Spark write strings as BINARY without the UTF8 annotation: a prompt
+    read them as bytes and said "About b'Acme'"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"name": pa.array([b"Acme", None, "Zo\u00eb".encode()], pa.binary()),
+                             "digest": pa.array([b"ok", None, b"\x8f\x00"], pa.binary()),
+                             "flags": pa.array([b"\x00\x01", b"a", None], pa.large_binary())}),
+                   tmp_path / "hive.parquet")
+    records = read(tmp_path / "hive.parquet").records
+    assert [r["name"] for r in records] == ["Acme", None, "Zoë"]
+    assert [r["digest"] for r in records] == [b"ok", None, b"\x8f\x00"]  # not all text: left as it is
+    assert [r["flags"] for r in records] == [b"\x00\x01", b"a", None]
+
+
 def repeats(field: str, written: str = "") -> str:
     return f"field '{field}' appears 2 times{written}; rename or remove all but one"
 

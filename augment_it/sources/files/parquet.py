@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from augment_it.layout import filesystem
@@ -26,10 +28,35 @@ def read_parquet(uri: str, name: str) -> SourceRead:
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{name}: not a readable Parquet file: {exc}") from exc
     _decode_json_text(rows, table.schema.metadata or {})
+    _decode_unmarked_text(rows, table.schema)
     read = SourceRead()
     for row, record in enumerate(rows, start=1):
         read.add(record, row, f"{name}[{row - 1}]")
     return read
+
+
+# Control characters other than tab and line breaks: bytes that decode as UTF-8 but are not text.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _decode_unmarked_text(rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    """Text in binary columns, as text. Hive, Impala and older Spark write strings as BINARY without
+    the UTF8 annotation (Spark's `binaryAsString` setting exists for them), and pyarrow gives bytes:
+    a prompt said "About b'Acme'". A column stays bytes unless every value in it is UTF-8 text."""
+    for field in schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            texts = [None if (v := r.get(field.name)) is None else _text(v) for r in rows]
+            if all(t is not None for t, r in zip(texts, rows, strict=True) if r.get(field.name) is not None):
+                for text, record in zip(texts, rows, strict=True):
+                    record[field.name] = text
+
+
+def _text(value: bytes) -> str | None:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _BINARY.search(text) else text
 
 
 def _decode_json_text(rows: list[dict[str, Any]], metadata: dict[bytes, bytes]) -> None:
