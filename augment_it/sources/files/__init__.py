@@ -23,8 +23,8 @@
 Text files are UTF-8, or UTF-16/32 when a byte order mark says so (Excel's "Unicode Text",
 Windows PowerShell 5's Out-File), or in the encoding the user names (`--encoding cp1252`). A record
 holding bytes its file's encoding cannot decode is quarantined naming the field and the first such
-byte; when no text in the file was UTF-8 (Excel's plain "CSV"), the reason says which encoding the
-file reads as.
+byte; when no text in the file was UTF-8 (Excel's plain "CSV"), the reason says to name the file's
+encoding.
 
 A JSON, JSONL or YAML record in which a key appears twice, at any depth (json and PyYAML would
 keep the last value silently), is rejected naming the key; a wrapper's records key given twice
