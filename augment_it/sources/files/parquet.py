@@ -45,8 +45,9 @@ def _decode_unmarked_text(rows: list[dict[str, Any]], schema: pa.Schema) -> None
     a prompt said "About b'Acme'". A column stays bytes unless every value in it is UTF-8 text."""
     for field in schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-            texts = [None if (v := r.get(field.name)) is None else _text(v) for r in rows]
-            if all(t is not None for t, r in zip(texts, rows, strict=True) if r.get(field.name) is not None):
+            values = [record.get(field.name) for record in rows]
+            texts = [None if value is None else _text(value) for value in values]
+            if all(text is not None for text, value in zip(texts, values, strict=True) if value is not None):
                 for text, record in zip(texts, rows, strict=True):
                     record[field.name] = text
 
