@@ -271,7 +271,6 @@ def test_an_unknown_encoding_or_a_store_given_one_is_refused(encoding: str, tmp_
 @pytest.mark.parametrize(("header", "problem"), [
     ("id,name,name,,notes", "header column 3 repeats 'name' (column 2); column 4 has no name"),
     ("id, id ", "header column 2 repeats 'id' (column 1)"),
-    (",,", "header names no column"),
 ])
 def test_a_header_with_unnamed_or_repeated_columns_names_them(header: str, problem: str,
                                                               tmp_path: Path) -> None:
@@ -374,8 +373,30 @@ def test_empty_trailing_columns_are_dropped_and_filled_ones_refused() -> None:
         records = read(ODD / "excel-trailing-comma.csv").records
     assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in records] == [
         {"id": "1", "name": "Acme"}, {"id": "2", "name": "Borealis"}]
-    with pytest.raises(InputError, match="header has empty column names but line 3 has values"):
+    with pytest.raises(InputError) as refused:
         read(ODD / "trailing-column-with-values.csv")
+    assert str(refused.value) == ("trailing-column-with-values.csv: line 3 has a value in column 3 "
+                                  "('forgotten'), which the header leaves unnamed: give the column a "
+                                  "name or clear it")
+
+
+def test_empty_rows_and_cells_a_spreadsheet_saves_around_the_table_are_not_records(tmp_path: Path) -> None:
+    """Excel saves a sheet whose table starts lower down with empty rows above the header, and
+    formatted empty rows as rows of delimiters; other tools end each row with a delimiter. The
+    header was taken from the empty first row ("names no column"), and the empty rows became
+    records of nothing, each sent to the model."""
+    (tmp_path / "sheet.csv").write_text("\n;;;\nid;name;;\n1;Acme;;\n;;;\n ; ;;\n2;Borealis;;\n")
+    with pytest.warns(UserWarning, match="dropped 2 unnamed column"):
+        records = read(tmp_path / "sheet.csv").records
+    assert [(r["id"], r["name"], r[SOURCE]) for r in records] == [
+        ("1", "Acme", "sheet.csv:4"), ("2", "Borealis", "sheet.csv:7")]
+    (tmp_path / "ends.csv").write_text("id,name\n1,Acme,\n2,Borealis,,\n3\n")
+    result = read(tmp_path / "ends.csv")
+    assert [r["name"] for r in result.records] == ["Acme", "Borealis"]
+    assert [r[REASON] for r in result.rejects] == ["ends.csv:4: row has 1 field, the header has 2 (id, name)"]
+    (tmp_path / "blank.csv").write_text(",,\n\n ,\n")
+    with pytest.raises(InputError, match=r"blank\.csv: every line is empty: no header and no records"):
+        read(tmp_path / "blank.csv")
 
 
 def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:

@@ -42,8 +42,10 @@ class _Lines:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """`,` unless the header line has none outside quotes but has `;`, a tab or `|`."""
-    header = re.sub(r'"[^"]*"', "", text.split("\n", 1)[0])
+    """`,` unless the header line (the first that is not blank) has none outside quotes but has
+    `;`, a tab or `|`."""
+    first = re.search(r"^.*\S.*$", text, re.MULTILINE)
+    header = re.sub(r'"[^"]*"', "", first.group() if first else "")
     if "," in header:
         return ","
     counts = {d: header.count(d) for d in SNIFFED_DELIMITERS}
@@ -63,6 +65,10 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
+        while not _has_value(header):  # blank lines, or a spreadsheet's empty rows, above the table
+            header = next(reader)
+    except StopIteration:
+        raise InputError(f"{name}: every line is empty: no header and no records") from None
     except csv.Error as exc:
         raise InputError(f"{name}: the header row cannot be parsed: {exc}") from exc
     header = [h.strip() for h in header]
@@ -102,16 +108,19 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
                         raw=printable("".join(taken))[:2000])
             continue
         row += 1
-        if not values:
-            continue  # blank line
+        if not _has_value(values):
+            continue  # a blank line, or a row of empty cells (Excel saves formatted empty rows so)
         where = f"{name}:{start_line}"
-        if width < len(values) <= len(header):
-            if any(v.strip() for v in values[width:]):
-                raise InputError(f"{name}: header has empty column names but line {start_line} has "
-                                 f"values under them: {header}")
-            values = values[:width]
+        if len(values) > width and not _has_value(values[width:]):
+            values = values[:width]  # empty cells under unnamed columns, or a delimiter ending the row
+        elif width < len(values) <= len(header):
+            position, value = next((p, v) for p, v in enumerate(values[width:], width + 1) if v.strip())
+            raise InputError(f"{name}: line {start_line} has a value in column {position} "
+                             f"('{printable(value)[:40]}'), which the header leaves unnamed: "
+                             "give the column a name or clear it")
         if len(values) != width:
-            read.reject(row, where, f"{where}: row has {len(values)} fields, the header has "
+            fields = f"{len(values)} field{'' if len(values) == 1 else 's'}"
+            read.reject(row, where, f"{where}: row has {fields}, the header has "
                         f"{width} ({', '.join(named)})", raw=printable(delimiter.join(values)))
             continue
         read.add({h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}, row, where)
@@ -125,10 +134,12 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
 _SEP_LINE = re.compile(r'"?sep=(.)"?\r?(?:\n|$)')
 
 
+def _has_value(cells: list[str]) -> bool:
+    return any(cell.strip() for cell in cells)
+
+
 def _header_problems(named: list[str]) -> list[str]:
     """Each unnamed column and each repeated name, by position, as a spreadsheet shows them."""
-    if not named:
-        return ["names no column"]
     first: dict[str, int] = {}
     problems = []
     for position, column in enumerate(named, start=1):
