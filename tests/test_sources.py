@@ -411,6 +411,21 @@ def test_parquet_integers_with_nulls_stay_integers(tmp_path: Path) -> None:
     assert all(type(r["id"]) is int for r in records if r["id"] is not None)
 
 
+def test_parquet_maps_are_mappings(tmp_path: Path) -> None:
+    """A MAP column came as a list of (key, value) pairs: `{{ attrs.color }}` rendered nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    maps = pa.map_(pa.string(), pa.int64())
+    pq.write_table(pa.table({"attrs": pa.array([[("rank", 1), ("size", 9)], None, []], maps)}),
+                   tmp_path / "maps.parquet")
+    assert [r["attrs"] for r in read(tmp_path / "maps.parquet").records] == [{"rank": 1, "size": 9}, None, {}]
+    # A map that repeats a key stays pairs: as a mapping, one of its values would be lost.
+    pq.write_table(pa.table({"attrs": pa.array([[("rank", 1), ("rank", 2)]], maps)}),
+                   tmp_path / "repeats.parquet")
+    assert read(tmp_path / "repeats.parquet").records[0]["attrs"] == [("rank", 1), ("rank", 2)]
+
+
 def test_text_in_binary_parquet_columns_is_text(tmp_path: Path) -> None:
     """Hive, Impala and older Spark write strings as BINARY without the UTF8 annotation: a prompt
     read them as bytes and said "About b'Acme'"."""

@@ -24,7 +24,7 @@ def read_parquet(uri: str, name: str) -> SourceRead:
             # sometimes aborts at exit ("terminate called without an active exception",
             # apache/arrow#34314), and a source file is read once.
             table = pq.read_table(handle, use_threads=False, pre_buffer=False)
-            rows = table.to_pylist()
+            rows = _python_rows(table)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{name}: not a readable Parquet file: {exc}") from exc
     _decode_json_text(rows, table.schema.metadata or {})
@@ -33,6 +33,15 @@ def read_parquet(uri: str, name: str) -> SourceRead:
     for row, record in enumerate(rows, start=1):
         read.add(record, row, f"{name}[{row - 1}]")
     return read
+
+
+def _python_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows with MAP values as dicts, which a template reads as `{{ attrs.color }}` (pyarrow gives
+    a list of (key, value) pairs); as pairs still if a map repeats a key, so no value is lost."""
+    try:
+        return table.to_pylist(maps_as_pydicts="strict")
+    except KeyError:
+        return table.to_pylist()
 
 
 # Control characters other than tab and line breaks: bytes that decode as UTF-8 but are not text.
