@@ -335,3 +335,27 @@ def test_a_table_without_a_field_for_an_answer_is_refused_before_any_call(
     good = run_pipeline(uri, template, tmp_path / "run", destination=f"{uri}?fields=summary")
     assert good.is_completed(), good.message
     assert good.result()["destination"]["updated"] == 3
+
+
+def test_ai_text_reads_as_its_text_and_a_failed_cell_as_empty_saying_why(airtable: AirtableStandin) -> None:
+    """Airtable gives an AI text cell as its state object and a formula in error as {"error": ...}
+    (field model, "Cell format (read only)"): a prompt was sent those objects as the field's text."""
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(5))
+    cells = [{"state": "generated", "isStale": False, "value": "Makes widgets."},
+             {"state": "generated", "isStale": True, "value": "Made widgets."},
+             {"state": "error", "errorType": "rate limited", "isStale": False, "value": None},
+             {"state": "loading", "isStale": False, "value": None},
+             {"error": "#ERROR!"}]
+    for record, cell in zip(table.records.values(), cells, strict=True):
+        record["fields"]["pitch"] = cell
+    with pytest.warns(UserWarning) as notices:
+        records = open_source("airtable://appBase/Companies").read().records
+    assert [r["pitch"] for r in records] == ["Makes widgets.", "Made widgets.", None, None, None]
+    ids = [r[STORE_KEY] for r in records]
+    assert sorted(str(n.message) for n in notices) == sorted([
+        f"airtable:appBase/Companies: field 'pitch' read as empty in 1 record(s) ({ids[2]}): its AI text "
+        "failed in Airtable (rate limited)",
+        f"airtable:appBase/Companies: field 'pitch' read as empty in 1 record(s) ({ids[3]}): its AI text "
+        "was still being generated in Airtable",
+        f"airtable:appBase/Companies: field 'pitch' read as empty in 1 record(s) ({ids[4]}): its formula "
+        "gives #ERROR! in Airtable"])

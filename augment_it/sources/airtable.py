@@ -8,6 +8,8 @@ server's Retry-After (or a backoff reaching the 30 s Airtable asks for).
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,6 +17,7 @@ from pydantic import SecretStr
 from urllib3.util.retry import Retry
 
 from augment_it.connections import ConnectionSettings, StoreURI, load_settings, pacer_for
+from augment_it.errors import InputNotice
 from augment_it.records import InputError
 from augment_it.sources import SourceRead, register_scheme
 
@@ -159,10 +162,38 @@ class AirtableSource:
         except requests.RequestException as exc:
             raise InputError(f"{self.target.name}: cannot read records: {describe_http_error(exc)}") from None
         read = SourceRead()
+        unusable: defaultdict[tuple[str, str], list[str]] = defaultdict(list)  # (field, why): record ids
         for row, record in enumerate(records, start=1):
             record_id = record["id"]
-            read.add(record.get("fields", {}), row, f"{self.target.name}#{record_id}", store_key=record_id)
+            fields = {}
+            for name, cell in record.get("fields", {}).items():
+                fields[name], problem = cell_value(cell)
+                if problem:
+                    unusable[name, problem].append(record_id)
+            read.add(fields, row, f"{self.target.name}#{record_id}", store_key=record_id)
+        for (name, problem), ids in unusable.items():
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            warnings.warn(f"{self.target.name}: field '{name}' read as empty in {len(ids)} record(s) "
+                          f"({shown}): {problem}", InputNotice, stacklevel=2)
         return read
+
+
+def cell_value(cell: Any) -> tuple[Any, str | None]:
+    """A cell as a prompt should see it, and why it is empty if Airtable held no value to use.
+
+    An AI text field reads as its state (`{"state": "generated", "isStale": false, "value": ...}`):
+    a prompt got that whole object, so it gets the text. A formula in error reads as
+    `{"error": "#ERROR!"}`: that is no value of the field."""
+    if isinstance(cell, dict):
+        if {"state", "isStale"} <= cell.keys():  # AI text
+            if cell["state"] == "error":
+                return None, f"its AI text failed in Airtable ({cell.get('errorType') or 'no reason given'})"
+            if cell["state"] == "loading" and cell.get("value") is None:
+                return None, "its AI text was still being generated in Airtable"
+            return cell.get("value"), None
+        if cell.keys() == {"error"} and isinstance(cell["error"], str):
+            return None, f"its formula gives {cell['error']} in Airtable"
+    return cell, None
 
 
 def open_airtable(uri: str) -> AirtableSource:
