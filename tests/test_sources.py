@@ -91,9 +91,9 @@ def test_json_array_and_parquet(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
-    (tmp_path / "a.xlsx").write_text("x")
+    (tmp_path / "a.docx").write_text("x")
     with pytest.raises(InputError, match="cannot tell the format"):
-        open_source(str(tmp_path / "a.xlsx"))
+        open_source(str(tmp_path / "a.docx"))
     with pytest.raises(InputError, match="does not exist"):
         open_source(str(tmp_path / "nope.csv"))
 

@@ -15,6 +15,7 @@
 - Markdown: one record per note, its front matter (a mapping) plus `body` and `file`; a note
   whose front matter is not a mapping, or itself sets `body` or `file`, is rejected.
 - Parquet: values as Python objects, so integer columns with nulls stay integers.
+- Excel workbooks (.xlsx, .xlsm): the first sheet, or `book.xlsx#Sheet name`; see spreadsheet.py.
 - Several files: a glob (`exports/2026-*.csv`, `exports/**/*.jsonl`) or a folder holding no
   Markdown note, read in name order, each by its extension, as one source; a record's `_source`
   names its file by its path under the folder (or the glob's fixed part). Hidden files and
@@ -47,8 +48,12 @@ from augment_it.sources import SourceRead
 
 KINDS = {"csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
          "yaml": "yaml", "yml": "yaml", "parquet": "parquet", "pq": "parquet",
-         "md": "markdown", "markdown": "markdown"}
-READS = ".csv, .tsv, .json, .jsonl, .yaml, .md, .parquet"
+         "md": "markdown", "markdown": "markdown", "xlsx": "xlsx", "xlsm": "xlsx"}
+READS = ".csv, .tsv, .json, .jsonl, .yaml, .md, .parquet, .xlsx"
+# Formats a user may well have whose reading is left to a tool that saves them in one of KINDS.
+SAVE_AS = {"xls": "Excel 97-2003 (.xls): open it in Excel and save it as .xlsx",
+           "ods": "OpenDocument (.ods): save it as .xlsx or CSV",
+           "numbers": "Numbers (.numbers): export it as .xlsx or CSV"}
 _GLOB = re.compile(r"[*?[]")
 
 
@@ -61,6 +66,8 @@ def open_file_source(uri: str, encoding: str | None = None) -> FileSource | File
         encoding = text_encoding(encoding)
     fs, path = filesystem(uri)
     if not fs.exists(path):
+        if sheet := _workbook_sheet(fs, uri, path):
+            return sheet
         if pattern := _GLOB.search(path):
             fixed = path[:pattern.start()].rsplit("/", 1)[0]  # the folder before the pattern
             matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and visible(p.removeprefix(fixed)))
@@ -78,8 +85,22 @@ def open_file_source(uri: str, encoding: str | None = None) -> FileSource | File
         return _file_set(fs, uri, path, found, f"no file in folder {uri}", encoding)
     kind = _kind(path)
     if kind is None:
+        if advice := SAVE_AS.get(path.rsplit(".", 1)[-1].lower()):
+            raise InputError(f"{uri} is {advice}")
         raise InputError(f"cannot tell the format of {uri}: use {READS}, a folder of such files or a glob")
     return FileSource(uri, kind, encoding=encoding)
+
+
+def _workbook_sheet(fs: AbstractFileSystem, uri: str, path: str) -> FileSource | None:
+    """`book.xlsx#Sheet name`: that sheet of an existing workbook."""
+    workbook, _, sheet = path.rpartition("#")
+    if sheet and _kind(workbook) == "xlsx" and fs.isfile(workbook):
+        from augment_it.sources.files.spreadsheet import check_sheet
+
+        source = FileSource(uri.rpartition("#")[0], "xlsx", sheet=sheet)
+        check_sheet(source.uri, source.name, sheet)
+        return source
+    return None
 
 
 def visible(relative_path: str) -> bool:
@@ -110,6 +131,7 @@ class FileSource:
     kind: str
     label: str = ""  # how records name the file; its name unless it is one of several
     encoding: str | None = None  # of a text file without a byte order mark; UTF-8 if None
+    sheet: str | None = None  # of a workbook; its first if None
 
     @property
     def name(self) -> str:
@@ -124,6 +146,10 @@ class FileSource:
             from augment_it.sources.files.parquet import read_parquet
 
             return read_parquet(self.uri, self.name)
+        if self.kind == "xlsx":
+            from augment_it.sources.files.spreadsheet import read_xlsx
+
+            return read_xlsx(self.uri, self.name, self.sheet)
         from augment_it.sources.files import delimited, json_text, yaml_text
         from augment_it.sources.files.text import encoding_advice, read_text, reject_invalid_text
 

@@ -82,7 +82,7 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
     while width and not header[width - 1]:
         width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
     named = header[:width]
-    if problems := _header_problems(named):
+    if problems := header_problems(named):
         raise InputError(f"{name}: header {'; '.join(problems)}: give every column a name of its own")
     row = 1
     while True:
@@ -138,7 +138,7 @@ def _has_value(cells: list[str]) -> bool:
     return any(cell.strip() for cell in cells)
 
 
-def _header_problems(named: list[str]) -> list[str]:
+def header_problems(named: list[str]) -> list[str]:
     """Each unnamed column and each repeated name, by position, as a spreadsheet shows them."""
     first: dict[str, int] = {}
     problems = []

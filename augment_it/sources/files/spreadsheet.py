@@ -1,0 +1,137 @@
+"""Excel workbooks (.xlsx, .xlsm), read with openpyxl: one sheet, as a table under its header row.
+
+The first sheet, or the one a URI names after `#` (`companies.xlsx#Prospects`). Empty rows above
+the header and between records are skipped, as the CSV reader skips them; so are unnamed
+columns at the end that hold no value. Cells keep their type: numbers, booleans, dates (a date
+without a time of day as a date), times as `13:45:00`, durations. A formula gives the value Excel
+last computed and saved; an error value (`#DIV/0!`, `#N/A`) reads as empty, and the run's log
+names the column, the rows and the error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from augment_it.errors import InputNotice
+from augment_it.layout import filesystem
+from augment_it.records import InputError
+from augment_it.sources import SourceRead
+from augment_it.sources.files.delimited import header_problems
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.cell.read_only import ReadOnlyCell
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+
+def read_xlsx(uri: str, name: str, sheet: str | None = None) -> SourceRead:
+    with _workbook(uri, name) as workbook:
+        return _read_sheet(_sheet(workbook, name, sheet), name)
+
+
+def check_sheet(uri: str, name: str, sheet: str) -> None:
+    """Refuse a sheet the workbook does not have, before anything is run."""
+    with _workbook(uri, name) as workbook:
+        _sheet(workbook, name, sheet)
+
+
+@contextmanager
+def _workbook(uri: str, name: str) -> Iterator[Workbook]:
+    from openpyxl import load_workbook
+
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as handle:
+        try:
+            # data_only: a formula's saved value, not its text; read_only streams rows.
+            workbook = load_workbook(handle, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            raise InputError(f"{name}: not a readable Excel workbook (.xlsx): {exc}") from exc
+        try:
+            yield workbook
+        finally:
+            workbook.close()
+
+
+def _sheet(workbook: Workbook, name: str, wanted: str | None) -> ReadOnlyWorksheet:
+    names = workbook.sheetnames
+    if wanted is not None:
+        if wanted not in names:
+            raise InputError(f"{name} has no sheet '{wanted}': its sheets are {_listed(names)}")
+        return workbook[wanted]
+    if len(names) > 1:
+        warnings.warn(f"{name}: read its first sheet, '{names[0]}'; it also has {_listed(names[1:])} "
+                      f"(name one as {name}#{names[1]} to read it instead)", InputNotice, stacklevel=4)
+    return workbook.worksheets[0]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _read_sheet(sheet: ReadOnlyWorksheet, name: str) -> SourceRead:
+    label = f"{name}#{sheet.title}"
+    rows = _rows_with_values(sheet)
+    try:
+        header_row, header_cells = next(rows)
+    except StopIteration:
+        raise InputError(f"{label}: the sheet is empty: no header and no records") from None
+    header = ["" if cell.value is None else str(cell.value).strip() for cell in header_cells]
+    width = len(header)
+    while width and not header[width - 1]:
+        width -= 1  # unnamed columns at the end: dropped, unless a row has a value there
+    named = header[:width]
+    if problems := header_problems(named):
+        raise InputError(f"{label}: header (row {header_row}) {'; '.join(problems)}: "
+                         "give every column a name of its own")
+    read = SourceRead()
+    errors: defaultdict[tuple[str, str], list[int]] = defaultdict(list)  # (column, error): rows
+    for number, cells in rows:
+        if stray := next((c for c in cells[width:] if _has_value(c)), None):
+            raise InputError(f"{label}: row {number} has a value in column {stray.column_letter} "
+                             f"('{str(stray.value)[:40]}'), which the header leaves unnamed: give the "
+                             "column a name or clear it")
+        record: dict[str, Any] = dict.fromkeys(named)  # a row may end before the header does
+        for column, cell in zip(named, cells, strict=False):
+            if cell.data_type == "e":
+                errors[column, str(cell.value)].append(number)
+            else:
+                record[column] = _value(cell)
+        read.add(record, number, f"{label}:{number}")
+    for (column, error), numbers in errors.items():
+        more = f" and {len(numbers) - 5} more" if len(numbers) > 5 else ""
+        shown = ", ".join(map(str, numbers[:5])) + more
+        warnings.warn(f"{label}: column '{column}' read as empty in {len(numbers)} row(s) ({shown}): "
+                      f"the cell holds the error {error}", InputNotice, stacklevel=3)
+    return read
+
+
+def _rows_with_values(sheet: ReadOnlyWorksheet) -> Iterator[tuple[int, tuple[ReadOnlyCell, ...]]]:
+    """Each row that has a value, with its number in the sheet."""
+    # The size a workbook declares can be stale (some writers leave "A1"), and read-only openpyxl
+    # would stop there: read every row the sheet holds instead.
+    sheet.reset_dimensions()
+    for number, cells in enumerate(sheet.iter_rows(), start=1):
+        if any(_has_value(cell) for cell in cells):
+            yield number, cells
+
+
+def _has_value(cell: ReadOnlyCell) -> bool:
+    return cell.value is not None and not (isinstance(cell.value, str) and not cell.value.strip())
+
+
+def _value(cell: ReadOnlyCell) -> Any:
+    value = cell.value
+    if value == "":
+        return None
+    # Excel holds a date as a date-time at midnight, and its format shows no time of day.
+    if isinstance(value, dt.datetime) and value.time() == dt.time() and "h" not in cell.number_format.lower():
+        return value.date()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    return value
