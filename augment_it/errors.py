@@ -1,5 +1,7 @@
 """Errors in what the user gave us: reported as one clear sentence, never as a traceback."""
 
+from collections.abc import Sequence
+
 
 class UserInputError(Exception):
     """A source, template or setting that cannot be used; the message names what and where."""
@@ -25,3 +27,9 @@ def yaml_error_text(exc: Exception) -> str:
 def _at(mark: object) -> str:
     line, column = getattr(mark, "line", None), getattr(mark, "column", None)
     return f" at line {line + 1}, column {column + 1}" if line is not None and column is not None else ""
+
+
+def first_few(items: Sequence[object], limit: int = 5) -> str:
+    """`rec1, rec2, rec3 and 4 more`: where a notice found something, without a wall of ids."""
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(map(str, items[:limit])) + more

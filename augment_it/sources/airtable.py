@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from urllib3.util.retry import Retry
 
 from augment_it.connections import ConnectionSettings, StoreURI, load_settings, pacer_for
-from augment_it.errors import InputNotice
+from augment_it.errors import InputNotice, first_few
 from augment_it.records import InputError
 from augment_it.sources import SourceRead, register_scheme
 
@@ -172,9 +172,8 @@ class AirtableSource:
                     unusable[name, problem].append(record_id)
             read.add(fields, row, f"{self.target.name}#{record_id}", store_key=record_id)
         for (name, problem), ids in unusable.items():
-            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
             warnings.warn(f"{self.target.name}: field '{name}' read as empty in {len(ids)} record(s) "
-                          f"({shown}): {problem}", InputNotice, stacklevel=2)
+                          f"({first_few(ids, 3)}): {problem}", InputNotice, stacklevel=2)
         return read
 
 

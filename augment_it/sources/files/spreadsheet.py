@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from augment_it.errors import InputNotice
+from augment_it.errors import InputNotice, first_few
 from augment_it.layout import filesystem
 from augment_it.records import InputError
 from augment_it.sources import SourceRead
@@ -104,10 +104,8 @@ def _read_sheet(sheet: ReadOnlyWorksheet, name: str) -> SourceRead:
                 record[column] = _value(cell)
         read.add(record, number, f"{label}:{number}")
     for (column, error), numbers in errors.items():
-        more = f" and {len(numbers) - 5} more" if len(numbers) > 5 else ""
-        shown = ", ".join(map(str, numbers[:5])) + more
-        warnings.warn(f"{label}: column '{column}' read as empty in {len(numbers)} row(s) ({shown}): "
-                      f"the cell holds the error {error}", InputNotice, stacklevel=3)
+        warnings.warn(f"{label}: column '{column}' read as empty in {len(numbers)} row(s) "
+                      f"({first_few(numbers)}): the cell holds the error {error}", InputNotice, stacklevel=3)
     return read
 
 
