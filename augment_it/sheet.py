@@ -8,9 +8,12 @@ reading only.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,18 +137,81 @@ def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
 
 
 def same_value(text: str, value: Any) -> bool:
-    """Whether a cell still says what the record holds (spreadsheets rewrite 0.50 as 0.5 or 0,5)."""
-    value = plain(value)
-    original = cell(value)
-    if text.strip() == original.strip():
+    """Whether a cell still says what the record holds. A spreadsheet that opens the sheet and
+    saves it rewrites what it takes for a number, a date or a boolean, untouched by the reviewer:
+    0.50 as 0.5 or 0,5, 2024-01-05 as 1/5/2024, 123456789012 as 1.23457E+11, true as TRUE. Taken
+    for edits, those rewrites replaced the record's value with the spreadsheet's text."""
+    original = cell(value).strip()
+    text = text.strip()
+    if text == original or (text.lower() in _BOOLEANS and _BOOLEANS[text.lower()] == original.lower()):
         return True
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if number and text.count(",") == 1 and "." not in text:
+    return _same_number(text, original) or _same_moment(text, original)
+
+
+# TRUE and FALSE as Excel writes them in CSV, in the languages it is most used in.
+_BOOLEANS = {word: "true" for word in ("true", "wahr", "vrai", "verdadero", "vero", "waar", "verdadeiro",
+                                       "sant", "sann", "tosi", "prawda", "pravda", "doğru", "истина")}
+_BOOLEANS |= {word: "false" for word in ("false", "falsch", "faux", "falso", "onwaar", "falskt", "falsk",
+                                         "usann", "epätosi", "fałsz", "nepravda", "yanliş", "ложь")}
+
+
+def _same_number(text: str, original: str) -> bool:
+    if text.count(",") == 1 and "." not in text:
         text = text.replace(",", ".")  # a spreadsheet in a locale with a decimal comma: 0,55
     try:
-        return math.isclose(float(text), float(original), rel_tol=1e-9, abs_tol=1e-12)
+        shown, held = float(text), float(original)
     except ValueError:
         return False
+    if math.isclose(shown, held, rel_tol=1e-9, abs_tol=1e-12):
+        return True
+    if scientific := _SCIENTIFIC.fullmatch(text):  # as many digits as the spreadsheet showed
+        return float(f"{held:.{len(scientific.group(1) or '')}e}") == shown
+    return False
+
+
+_SCIENTIFIC = re.compile(r"[-+]?\d(?:\.(\d+))?[eE][-+]?\d+")
+# A date and time as spreadsheets show them: 1/5/2024, 05.01.24, 2024-01-05 7:08, 7:08:09 PM.
+_SHOWN_DATE = re.compile(r"(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})")
+_SHOWN_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?")
+
+
+def _same_moment(text: str, original: str) -> bool:
+    """An ISO date, date-time or time as a spreadsheet shows it: same day, any order of day and
+    month it may mean, and same time to the precision shown (a date-only format drops the time)."""
+    try:
+        held = dt.datetime.fromisoformat(original) if "-" in original else None
+        held_time = held.time() if held else dt.time.fromisoformat(original)
+    except ValueError:
+        return False
+    if held is None:  # a time of day alone
+        return _same_time(text, held_time)
+    date_part, _, time_part = text.partition(" ")
+    shown = _SHOWN_DATE.fullmatch(date_part)
+    if not shown or held.date() not in _dates(*(int(g) for g in shown.groups())):
+        return False
+    return not time_part or _same_time(time_part, held_time)
+
+
+def _same_time(text: str, held: dt.time) -> bool:
+    if not (shown := _SHOWN_TIME.fullmatch(text.strip())):
+        return False
+    hour, minute, second, half = shown.groups()
+    hour = int(hour)
+    if half:  # a 12-hour clock
+        hour = hour % 12 + (12 if half.lower() == "pm" else 0)
+    return (hour, int(minute)) == (held.hour, held.minute) and (second is None or int(second) == held.second)
+
+
+def _dates(first: int, second: int, third: int) -> list[dt.date]:
+    """The dates a shown date can be: year first, or month/day/year, or day/month/year."""
+    orders = [(first, second, third)] if first > 31 else [(third, first, second), (third, second, first)]
+    dates = []
+    for year, month, day in orders:
+        if year < 100:
+            year += 2000 if year < 30 else 1900  # spreadsheets' two-digit year pivot
+        with contextlib.suppress(ValueError):
+            dates.append(dt.date(year, month, day))
+    return dates
 
 
 def read_edits(path: str, frame: pd.DataFrame) -> SheetChanges:

