@@ -22,7 +22,7 @@ import pandas as pd
 from augment_it.errors import UserInputError
 from augment_it.layout import filesystem
 from augment_it.packet import packet_rows
-from augment_it.records import ID, PACKET_DECISION, PACKET_FLAGS, PACKET_ID, as_text, plain
+from augment_it.records import ID, PACKET_DECISION, PACKET_FLAGS, PACKET_ID, ROW, SOURCE, as_text, plain
 from augment_it.review import RecordEdit, editable_fields, reviewable
 from augment_it.sources.files.delimited import csv_dialect
 from augment_it.sources.files.text import SURROGATE, bad_char, decode
@@ -102,6 +102,16 @@ def read_sheet(data: str | bytes) -> pd.DataFrame:
     sheet = pd.read_csv(io.StringIO(text), sep=delimiter, skiprows=skip_lines, dtype=str,
                         keep_default_na=False)
     return sheet.map(_as_written)
+
+
+def read_workbook_sheet(path: str) -> pd.DataFrame:
+    """The sheet saved as an Excel workbook (Excel offers .xlsx when a CSV is saved), its cells as
+    the CSV sheet would hold them."""
+    from augment_it.sources.files.spreadsheet import read_xlsx
+
+    records = read_xlsx(path, path.rsplit("/", 1)[-1]).records
+    return pd.DataFrame([{k: _as_written(cell(v)) for k, v in r.items() if k not in (ROW, SOURCE)}
+                         for r in records], dtype=object)
 
 
 def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
@@ -185,7 +195,7 @@ def _same_moment(text: str, original: str) -> bool:
         return False
     if held is None:  # a time of day alone
         return _same_time(text, held_time)
-    date_part, _, time_part = text.partition(" ")
+    date_part, _, time_part = text.replace("T", " ", 1).partition(" ")  # ISO's T, as a workbook gives it
     shown = _SHOWN_DATE.fullmatch(date_part)
     if not shown or held.date() not in _dates(*(int(g) for g in shown.groups())):
         return False
@@ -215,10 +225,13 @@ def _dates(first: int, second: int, third: int) -> list[dt.date]:
 
 
 def read_edits(path: str, frame: pd.DataFrame) -> SheetChanges:
-    """A filled-in review sheet (.csv) or a list of edits (.json: [{"id", "field", "value"}, ...])."""
+    """A filled-in review sheet (.csv, or .xlsx as Excel saves it) or a list of edits (.json:
+    [{"id", "field", "value"}, ...])."""
     fs, local = filesystem(path)
     if not fs.exists(local):
         raise UserInputError(f"edits file {path} does not exist")
+    if path.lower().endswith((".xlsx", ".xlsm")):
+        return sheet_changes(read_workbook_sheet(path), frame)
     with fs.open(local, "rb") as handle:
         data = handle.read()
     if path.lower().endswith(".csv"):
@@ -227,5 +240,5 @@ def read_edits(path: str, frame: pd.DataFrame) -> SheetChanges:
         items = json.loads(data)
         return SheetChanges(edits=[RecordEdit.model_validate(item) for item in items])
     except (ValueError, TypeError) as exc:
-        raise UserInputError(f"edits file {path}: expected a review sheet (.csv) or a JSON list of "
+        raise UserInputError(f"edits file {path}: expected a review sheet (.csv, .xlsx) or a JSON list of "
                              f"{{\"id\", \"field\", \"value\"}} objects ({exc})") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from augment_it.review import (
     human_decision,
     split_by_score,
 )
-from augment_it.sheet import cell, read_sheet, review_sheet, sheet_changes, sheet_csv
+from augment_it.sheet import cell, read_edits, read_sheet, review_sheet, sheet_changes, sheet_csv
 
 OUTPUTS = ["summary", "industry"]
 
@@ -191,6 +192,27 @@ def test_what_a_spreadsheet_rewrites_on_saving_is_no_edit() -> None:
     filled = sheet_csv(review_sheet(frame, ["summary"], key_limit=7)).replace(",,0.9", ",Robots.,0.9")
     edits = sheet_changes(read_sheet(filled), frame).edits
     assert [(e.field, e.value) for e in edits] == [("summary", "Robots.")]
+
+
+def test_a_sheet_saved_as_an_excel_workbook_reads_as_its_csv_would(tmp_path: Path) -> None:
+    """Excel offers .xlsx when the sheet is saved; its cells then hold Excel's own types."""
+    import openpyxl
+
+    frame = pd.DataFrame({
+        "_id": ["a", "b"], "founded": ["2001-02-03", "1999-12-31"], "phone": ["123456789012", "42"],
+        "listed": ["true", "false"], "summary": ["Robots.", "Berries."], "quality_score": [0.9, 0.4],
+        "_ai_status": ["ok", "ok"], "_reason": ["", ""],
+    })
+    header = list(review_sheet(frame, ["summary"], key_limit=3).columns)
+    book = openpyxl.Workbook()
+    book.active.append(header)
+    book.active.append(["a", "approve", dt.datetime(2001, 2, 3), 123456789012, True, "Robots, mostly.", 0.9,
+                        None])
+    book.active.append(["b", "reject", dt.datetime(1999, 12, 31), 42, False, "Berries.", 0.4, None])
+    book.save(tmp_path / "sheet.xlsx")
+    changes = read_edits(str(tmp_path / "sheet.xlsx"), frame)
+    assert (changes.reject_ids, changes.problems) == (["b"], [])
+    assert changes.edits == [RecordEdit(id="a", field="summary", value="Robots, mostly.")]
 
 
 def test_an_answer_that_a_spreadsheet_would_run_as_a_formula_is_written_as_text(frame: pd.DataFrame) -> None:

@@ -83,7 +83,7 @@ def approve(
     reviewer: Reviewer,
     reject: Annotated[list[str] | None, typer.Option(help="Id of a record to reject (repeatable)")] = None,
     edits: Annotated[str | None, typer.Option(
-        help="A filled-in review sheet (.csv) or a JSON list of {id, field, value}")] = None,
+        help="A filled-in review sheet (.csv or .xlsx) or a JSON list of {id, field, value}")] = None,
     comment: Comment = "",
 ) -> None:
     """Approve the records under review, except those rejected here or in the sheet; apply the edits."""
