@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,10 +131,14 @@ def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
     candidates = reviewable(frame)
     records = {str(r[ID]): r for r in candidates.to_dict(orient="records")}
     for line, row in enumerate(sheet.to_dict(orient="records"), start=2):
-        record_id = str(row[ID_COLUMN]).strip()
-        if record_id not in records:
-            changes.problems.append(f"row {line}: unknown id '{record_id}'")
+        shown_id = str(row[ID_COLUMN]).strip()
+        matches = [shown_id] if shown_id in records else _ids_read_as_number(shown_id, records)
+        if len(matches) != 1:
+            changes.problems.append(f"row {line}: unknown id '{shown_id}'" if not matches else
+                                    f"row {line}: id '{shown_id}' is how a spreadsheet rounds the ids of "
+                                    f"{len(matches)} records: format the id column as text and save again")
             continue
+        record_id = matches[0]
         verdict = str(row.get(DECISION, "")).strip().lower()
         if verdict in REJECT:
             changes.reject_ids.append(record_id)
@@ -144,6 +149,15 @@ def sheet_changes(sheet: pd.DataFrame, frame: pd.DataFrame) -> SheetChanges:
             if not same_value(text, records[record_id].get(name)):
                 changes.edits.append(RecordEdit(id=record_id, field=name, value=text))
     return changes
+
+
+def _ids_read_as_number(shown: str, ids: Iterable[str]) -> list[str]:
+    """The ids a spreadsheet may have rewritten as the number SHOWN: an id of digits loses its
+    leading zeros (0012 as 12) or, from 12 digits, its last ones (1234567890123456 as 1.23457E+15);
+    content ids are hex, and one in a thousand or so is digits alone, or digits and one `e`."""
+    if _SCIENTIFIC.fullmatch(shown) is None and not shown.isdigit():
+        return []
+    return [record_id for record_id in ids if _same_number(shown, record_id)]
 
 
 def same_value(text: str, value: Any) -> bool:

@@ -194,6 +194,27 @@ def test_what_a_spreadsheet_rewrites_on_saving_is_no_edit() -> None:
     assert [(e.field, e.value) for e in edits] == [("summary", "Robots.")]
 
 
+def test_ids_a_spreadsheet_rewrote_as_numbers_still_find_their_records() -> None:
+    """Content ids are hex: one in a thousand or so is digits alone, or digits and one `e`, which
+    Excel takes for a number (and an id column of digits loses its leading zeros). Each such row
+    stopped the whole sheet with "unknown id"."""
+    frame = pd.DataFrame({"_id": ["0012", "8675309123456789", "12e4", "8675309999999999"],
+                          "summary": ["a", "b", "c", "d"], "quality_score": [0.5] * 4,
+                          "_ai_status": ["ok"] * 4, "_reason": [""] * 4})
+    saved = ("id,decision,summary\n12,reject,a\n8.67531E+15,approve,b!\n1.20E+05,reject,c\n"
+             "8.67531E+15,approve,d\n")
+    changes = sheet_changes(read_sheet(saved), frame)
+    assert changes.reject_ids == ["0012", "12e4"]
+    assert changes.problems == ["row 3: id '8.67531E+15' is how a spreadsheet rounds the ids of 2 records: "
+                                "format the id column as text and save again",
+                                "row 5: id '8.67531E+15' is how a spreadsheet rounds the ids of 2 records: "
+                                "format the id column as text and save again"]
+    frame = frame.iloc[:3]
+    changes = sheet_changes(read_sheet(saved.replace("8.67531E+15,approve,d\n", "")), frame)
+    assert changes.problems == [] and changes.reject_ids == ["0012", "12e4"]
+    assert changes.edits == [RecordEdit(id="8675309123456789", field="summary", value="b!")]
+
+
 def test_a_sheet_saved_as_an_excel_workbook_reads_as_its_csv_would(tmp_path: Path) -> None:
     """Excel offers .xlsx when the sheet is saved; its cells then hold Excel's own types."""
     import openpyxl
