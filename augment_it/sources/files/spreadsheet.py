@@ -4,8 +4,9 @@ The first sheet, or the one a URI names after `#` (`companies.xlsx#Prospects`). 
 the header and between records are skipped, as the CSV reader skips them; so are unnamed
 columns at the end that hold no value. Cells keep their type: numbers, booleans, dates (a date
 without a time of day as a date), times as `13:45:00`, durations. A formula gives the value Excel
-last computed and saved; an error value (`#DIV/0!`, `#N/A`) reads as empty, and the run's log
-names the column, the rows and the error.
+last computed and saved (a workbook a program wrote and no spreadsheet app saved has none, and its
+formula cells read as empty); an error value (`#DIV/0!`, `#N/A`) reads as empty, and the run's
+log names the column, the rows and the error.
 """
 
 from __future__ import annotations
