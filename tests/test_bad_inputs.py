@@ -3,6 +3,7 @@ traceback, never a lost record."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,34 @@ def test_cli_prints_the_error_and_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / "data" / "companies.csv"), "-t",
                                       str(BAD / "not-json-answer.txt"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "a template is a mapping" in result.output
+
+
+@pytest.mark.parametrize("source", ["empty.csv", ODD / "latin1-header.csv"])
+def test_cli_tells_what_is_wrong_with_a_small_file_before_any_flow(source: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated header or an empty file was told only after a temporary Prefect server had started
+    (some 8 s), and Prefect logged it four times at ERROR above the CLI's one line."""
+    from typer.testing import CliRunner
+
+    from augment_it.cli import run
+    from augment_it.cli.main import app
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a flow that started would fail here
+    result = CliRunner().invoke(app, ["run", str(BAD / source), "-t", str(PLAIN), "--provider", "none",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Prefect" not in result.output, result.output
+    assert not (tmp_path / "out").exists(), "a flow ran before the source was read"
+    monkeypatch.setattr(run, "PREFLIGHT_READ_BYTES", -1)  # a bigger file is not read twice: the run tells
+    run.read_if_small(run.open_source(str(BAD / source)))
+
+
+def test_reading_a_small_file_ahead_says_nothing_the_run_will_say() -> None:
+    from augment_it.cli import run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its notice (an unnamed column dropped) is the run's to log
+        run.read_if_small(run.open_source(str(ODD / "excel-trailing-comma.csv")))
 
 
 def test_cli_refuses_a_parameter_the_chosen_provider_would_refuse_before_any_flow(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,15 +22,16 @@ from rich.table import Table
 from augment_it import progress
 from augment_it.calling import CallPolicy
 from augment_it.cli.terminal import console, fail
-from augment_it.errors import UserInputError
+from augment_it.errors import InputNotice, UserInputError
 from augment_it.export import destination_sink, shown_reason
-from augment_it.layout import check_run_dir
+from augment_it.layout import check_run_dir, filesystem
 from augment_it.pricing import PriceTable
 from augment_it.processing import apply_overrides
 from augment_it.review import TimeoutOutcome
 from augment_it.run_lock import check_free
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
-from augment_it.sources import open_source
+from augment_it.sources import Source, open_source
+from augment_it.sources.files import FileSet, FileSource
 from augment_it.sources.web import web_source_uri
 from blocks.templates import load_prompt_template
 
@@ -145,20 +147,47 @@ def raise_on_sigterm() -> None:
 
 def check_inputs(source: str, template: str, settings: ProcessSettings, out: str,
                  destination: str | None = None, encoding: str | None = None) -> None:
-    """Fail before any flow starts on what is plainly wrong: a missing file, an unusable template
-    or price file, a template parameter the provider used (the template's or --provider) would
-    refuse, an --out that is a file or that another run works in, a destination that cannot be
-    written (found out at export, the model would be paid)."""
+    """Fail before any flow starts on what is plainly wrong: a missing file, or a small one that
+    cannot be read, an unusable template or price file, a template parameter the provider used
+    (the template's or --provider) would refuse, an --out that is a file or that another run works
+    in, a destination that cannot be written (found out at export, the model would be paid)."""
     try:
         check_run_dir(out)
         check_free(out)
-        open_source(source, encoding)
+        read_if_small(open_source(source, encoding))
         prompt = apply_overrides(load_prompt_template(template), settings, origin=template)
         PriceTable.load(settings.prices_path)
         if destination:
             destination_sink(destination, list(prompt.output_fields)).check()
     except UserInputError as exc:
         fail(str(exc))
+
+
+# Files up to this size are read once before the run too: a repeated header, an empty file or a
+# wrong encoding is then told at once, not after the temporary server has started and Prefect has
+# logged it at every level of the run. Bigger ones are not read twice.
+PREFLIGHT_READ_BYTES = 16 * 2**20
+
+
+def read_if_small(source: Source) -> None:
+    """Read a small file source for its errors only (what it would warn about, the run says)."""
+    if isinstance(source, FileSource):
+        files = [source]
+    elif isinstance(source, FileSet):
+        files = source.files
+    else:
+        return  # a store or the web: reading it is the run's work
+    if any(f.kind == "markdown" for f in files):
+        return  # a note that cannot be read is quarantined, never a refused source
+    if sum(_size(f.uri) for f in files) <= PREFLIGHT_READ_BYTES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputNotice)
+            source.read()
+
+
+def _size(uri: str) -> int:
+    fs, path = filesystem(uri)
+    return fs.size(path) or 0
 
 
 def print_summary(summary: dict[str, Any], out: str) -> None:
