@@ -359,3 +359,12 @@ def test_ai_text_reads_as_its_text_and_a_failed_cell_as_empty_saying_why(airtabl
         "was still being generated in Airtable",
         f"airtable:appBase/Companies: field 'pitch' read as empty in 1 record(s) ({ids[4]}): its formula "
         "gives #ERROR! in Airtable"])
+
+
+def test_a_blank_row_is_quarantined_not_sent(airtable: AirtableStandin) -> None:
+    """Airtable lists a row nobody filled in as `"fields": {}`."""
+    table = airtable.add_table("appBase", "Companies", FIELDS, companies(2))
+    next(iter(table.records.values()))["fields"] = {}
+    read = open_source("airtable://appBase/Companies").read()
+    assert [r["name"] for r in read.records] == ["Company 1"]
+    assert [r["_reason"].split(": ", 1)[1] for r in read.rejects] == ["no field holds a value"]

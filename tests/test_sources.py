@@ -417,8 +417,8 @@ def test_parquet_maps_are_mappings(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     maps = pa.map_(pa.string(), pa.int64())
-    pq.write_table(pa.table({"attrs": pa.array([[("rank", 1), ("size", 9)], None, []], maps)}),
-                   tmp_path / "maps.parquet")
+    attrs = pa.array([[("rank", 1), ("size", 9)], None, []], maps)
+    pq.write_table(pa.table({"id": [1, 2, 3], "attrs": attrs}), tmp_path / "maps.parquet")
     assert [r["attrs"] for r in read(tmp_path / "maps.parquet").records] == [{"rank": 1, "size": 9}, None, {}]
     # A map that repeats a key stays pairs: as a mapping, one of its values would be lost.
     pq.write_table(pa.table({"attrs": pa.array([[("rank", 1), ("rank", 2)]], maps)}),
@@ -491,3 +491,14 @@ def test_repeated_keys_in_front_matter_or_a_wrapper_lose_nothing(tmp_path: Path)
     with pytest.raises(InputError, match=r"twice.json: key 'records' appears 2 times; the records under "
                                          r"all but the last would be lost"):
         read(tmp_path / "twice.json")
+
+
+def test_a_record_with_no_value_in_any_field_is_quarantined_not_sent(tmp_path: Path) -> None:
+    """An empty object, a row of nulls, a store's blank row: a prompt about nothing was paid for."""
+    (tmp_path / "people.json").write_text('[{"id": 1}, {}, {"name": null, "note": "  ", "tags": []}]')
+    result = read(tmp_path / "people.json")
+    assert [r["id"] for r in result.records] == [1]
+    assert [(r[SOURCE], r[REASON], r["raw"]) for r in result.rejects] == [
+        ("people.json[1]", "people.json[1]: no field holds a value", "{}"),
+        ("people.json[2]", "people.json[2]: no field holds a value",
+         '{"name": null, "note": "  ", "tags": []}')]

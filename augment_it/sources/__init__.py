@@ -22,6 +22,7 @@ from augment_it.records import (
     STORE_KEY,
     SYSTEM_COLUMNS,
     InputError,
+    is_missing,
     plain,
     records_frame,
 )
@@ -52,6 +53,12 @@ class SourceRead:
                         "uses for its own columns; rename it in the source",
                         raw=json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000])
             return
+        if not any(_holds_value(value) for value in fields.values()):
+            # An empty object, or a store's blank row (Airtable gives `"fields": {}`): a prompt
+            # about nothing would still be paid for.
+            self.reject(row, source, f"{source}: no field holds a value",
+                        raw=json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000])
+            return
         record = {**fields, ROW: row, SOURCE: source}
         if store_key is not None:
             record[STORE_KEY] = store_key
@@ -63,6 +70,14 @@ class SourceRead:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         # Not pd.DataFrame(records): it makes floats of integer columns with a missing value.
         return records_frame(self.records), records_frame(self.rejects)
+
+
+def _holds_value(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list | tuple | dict):
+        return bool(value)
+    return not is_missing(value)
 
 
 class Source(Protocol):
