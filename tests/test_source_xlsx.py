@@ -65,8 +65,28 @@ def test_the_first_sheet_is_read_unless_the_uri_names_another(tmp_path: Path) ->
     assert fields(records) == [{"name": "Borealis", "reason": "price"}]
     assert records[0][SOURCE] == "crm.xlsx#Lost deals:2"
     with pytest.raises(InputError, match=re.escape(
-            "crm.xlsx has no sheet 'Won': its sheets are 'Prospects', 'Lost deals'")):
+            "crm.xlsx: 'Won' is no sheet of it: its sheets are 'Prospects', 'Lost deals'")):
         open_source(f"{book}#Won")
+
+
+def test_hidden_and_chart_sheets_are_passed_over(tmp_path: Path) -> None:
+    from openpyxl.chart import BarChart, Reference
+
+    book = openpyxl.Workbook()
+    settings = book.active
+    settings.title, settings.sheet_state = "Settings", "hidden"
+    settings.append(["key", "value"])
+    data = book.create_sheet("Data")
+    data.append(["id", "name"])
+    data.append([1, "Acme"])
+    chart = BarChart()
+    chart.add_data(Reference(data, min_col=1, min_row=1, max_row=2))
+    book.create_chartsheet("Chart", 0).add_chart(chart)
+    book.save(tmp_path / "report.xlsx")
+    assert fields(open_source(str(tmp_path / "report.xlsx")).read().records) == [{"id": 1, "name": "Acme"}]
+    assert fields(open_source(f"{tmp_path / 'report.xlsx'}#Settings").read().records) == []
+    with pytest.raises(InputError, match=r"report\.xlsx: 'Chart' is a chart, not a table"):
+        open_source(f"{tmp_path / 'report.xlsx'}#Chart")
 
 
 @pytest.mark.parametrize(("rows", "problem"), [

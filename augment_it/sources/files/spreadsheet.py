@@ -1,6 +1,7 @@
 """Excel workbooks (.xlsx, .xlsm), read with openpyxl: one sheet, as a table under its header row.
 
-The first sheet, or the one a URI names after `#` (`companies.xlsx#Prospects`). Empty rows above
+The first sheet shown (not a hidden or a chart sheet), or the one a URI names after `#`
+(`companies.xlsx#Prospects`). Empty rows above
 the header and between records are skipped, as the CSV reader skips them; so are unnamed
 columns at the end that hold no value. Cells keep their type: numbers, booleans, dates (a date
 without a time of day as a date), times as `13:45:00`, durations. A formula gives the value Excel
@@ -60,15 +61,21 @@ def _workbook(uri: str, name: str) -> Iterator[Workbook]:
 
 
 def _sheet(workbook: Workbook, name: str, wanted: str | None) -> ReadOnlyWorksheet:
-    names = workbook.sheetnames
+    """The sheet named WANTED (hidden or not), else the first one a spreadsheet app shows: hidden
+    sheets (settings, lookups) and chart sheets are passed over."""
+    tables = {sheet.title: sheet for sheet in workbook.worksheets}
     if wanted is not None:
-        if wanted not in names:
-            raise InputError(f"{name} has no sheet '{wanted}': its sheets are {_listed(names)}")
-        return workbook[wanted]
-    if len(names) > 1:
-        warnings.warn(f"{name}: read its first sheet, '{names[0]}'; it also has {_listed(names[1:])} "
-                      f"(name one as {name}#{names[1]} to read it instead)", InputNotice, stacklevel=4)
-    return workbook.worksheets[0]
+        if wanted not in tables:
+            what = "is a chart, not a table" if wanted in workbook.sheetnames else "is no sheet of it"
+            raise InputError(f"{name}: '{wanted}' {what}: its sheets are {_listed(list(tables))}")
+        return tables[wanted]
+    shown = [title for title, sheet in tables.items() if sheet.sheet_state == "visible"] or list(tables)
+    if not shown:
+        raise InputError(f"{name} holds no sheet of cells, only charts")
+    if len(shown) > 1:
+        warnings.warn(f"{name}: read its first sheet, '{shown[0]}'; it also has {_listed(shown[1:])} "
+                      f"(name one as {name}#{shown[1]} to read it instead)", InputNotice, stacklevel=4)
+    return tables[shown[0]]
 
 
 def _listed(names: list[str]) -> str:
