@@ -15,6 +15,7 @@ import pandas as pd
 
 from augment_it.errors import UserInputError
 from augment_it.records import from_storable, plain, to_storable
+from augment_it.xlsx import write_xlsx
 
 WORK_DIR = ".augment"
 
@@ -119,7 +120,7 @@ def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
     fs, path = filesystem(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.tmp"
-    storable = to_storable(frame, fmt)
+    storable = to_storable(frame, "csv" if fmt == "xlsx" else fmt)  # a workbook holds a CSV's values
     with fs.open(tmp, "wb") as handle:
         if fmt == "parquet":
             storable.to_parquet(handle, index=False)
@@ -127,8 +128,10 @@ def write_frame(frame: pd.DataFrame, url: str, fmt: str = "parquet") -> None:
             handle.write(storable.to_csv(index=False).encode("utf-8"))
         elif fmt == "jsonl":
             handle.write(_jsonl(storable).encode("utf-8"))
+        elif fmt == "xlsx":
+            write_xlsx(storable, handle, path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
         else:
-            raise ValueError(f"unknown output format {fmt!r}: use parquet, csv or jsonl")
+            raise ValueError(f"unknown output format {fmt!r}: use parquet, csv, jsonl or xlsx")
     fs.mv(tmp, path)
 
 

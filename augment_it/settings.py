@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from augment_it.calling import CallPolicy
 
 ReviewPolicy = Literal["auto", "ui", "cli"]
-ExportFormat = Literal["parquet", "csv", "jsonl"]
+ExportFormat = Literal["parquet", "csv", "jsonl", "xlsx"]
 MAX_CHUNKS = 50
 
 

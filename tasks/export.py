@@ -30,6 +30,7 @@ async def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[
 
 
 @task(name="write-outcomes", cache_policy=NO_CACHE)
+@fails_cleanly  # what a format cannot hold whole (a workbook's cell limit) goes to the run's log
 async def write_outcomes(out: str, processed: pd.DataFrame, reviewed: pd.DataFrame,
                          fmt: str) -> dict[str, pd.DataFrame]:
     layout = RunLayout(out)

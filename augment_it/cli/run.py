@@ -45,7 +45,7 @@ def run(
     approve_above: Annotated[float | None, typer.Option(
         help="Approve quality_score > S unreviewed; auto rejects the rest, ui/cli ask a human")] = None,
     out: Annotated[str, typer.Option(help="Output directory (or fsspec URL)")] = "out",
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="parquet | csv | jsonl")] = "parquet",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="parquet | csv | jsonl | xlsx")] = "parquet",
     concurrency: Annotated[int, typer.Option(min=1, help="Model calls in flight at once")] = 16,
     id_column: Annotated[str | None, typer.Option(help="Column holding each record's id")] = None,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute to stay under")] = None,

