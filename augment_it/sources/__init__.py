@@ -51,13 +51,13 @@ class SourceRead:
         if taken:
             self.reject(row, source, f"{source}: field {', '.join(map(repr, taken))} has a name augment-it "
                         "uses for its own columns; rename it in the source",
-                        raw=json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000])
+                        raw=_as_raw(fields))
             return
         if not any(_holds_value(value) for value in fields.values()):
             # An empty object, or a store's blank row (Airtable gives `"fields": {}`): a prompt
             # about nothing would still be paid for.
             self.reject(row, source, f"{source}: no field holds a value",
-                        raw=json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000])
+                        raw=_as_raw(fields))
             return
         record = {**fields, ROW: row, SOURCE: source}
         if store_key is not None:
@@ -70,6 +70,11 @@ class SourceRead:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         # Not pd.DataFrame(records): it makes floats of integer columns with a missing value.
         return records_frame(self.records), records_frame(self.rejects)
+
+
+def _as_raw(fields: Mapping[str, Any]) -> str:
+    """A rejected record's fields as the quarantine shows them: JSON, cut at 2,000 characters."""
+    return json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000]
 
 
 def _holds_value(value: Any) -> bool:
