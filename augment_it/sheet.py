@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from augment_it.errors import UserInputError
-from augment_it.layout import filesystem
+from augment_it.layout import filesystem, write_frame
 from augment_it.packet import packet_rows
 from augment_it.records import ID, PACKET_DECISION, PACKET_FLAGS, PACKET_ID, ROW, SOURCE, as_text, plain
 from augment_it.review import RecordEdit, editable_fields, reviewable
@@ -88,6 +88,13 @@ def cell(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # an int column with a gap, held as floats: 45, not 45.0
     return as_text(value)
+
+
+def write_sheet_workbook(sheet: pd.DataFrame, path: str) -> None:
+    """The sheet as an Excel workbook whose every cell is text: Excel then rewrites none of them
+    (ids, dates and long numbers stay as written), and no answer is a formula it runs."""
+    cells = sheet.map(cell) if not sheet.empty else pd.DataFrame(columns=[ID_COLUMN, DECISION])
+    write_frame(cells, path, "xlsx")
 
 
 def read_sheet(data: str | bytes) -> pd.DataFrame:

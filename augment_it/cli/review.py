@@ -23,7 +23,7 @@ from augment_it.review import (
     read_request,
     undecided,
 )
-from augment_it.sheet import read_edits, review_sheet, sheet_csv
+from augment_it.sheet import read_edits, review_sheet, sheet_csv, write_sheet_workbook
 
 app = typer.Typer(help="Review runs that are waiting for a decision.", no_args_is_help=True)
 T = TypeVar("T")
@@ -66,15 +66,24 @@ def show(run_id: RunId, rows: Annotated[int, typer.Option(help="Records to list"
         typer.echo(pd.DataFrame(records[:rows]).fillna("").to_string(index=False, max_colwidth=40))
     if run.paused:
         typer.echo(f"\ndecide: augment review approve {run.id} --reviewer NAME [--reject ID ...] "
-                   f"[--edits sheet.csv]   (sheet: augment review sheet {run.id} > sheet.csv)")
+                   f"[--edits sheet.csv]   (sheet: augment review sheet {run.id} > sheet.csv, or "
+                   f"--xlsx sheet.xlsx for Excel)")
 
 
 @app.command()
-def sheet(run_id: RunId) -> None:
+def sheet(run_id: RunId, xlsx: Annotated[str | None, typer.Option(
+        "--xlsx", help="Write it as an Excel workbook at this path, every cell text (Excel rewrites none)",
+)] = None) -> None:
     """Print the review sheet (CSV) to fill in: set `decision` to reject, change cells to edit them."""
     run = _call(review_client.read_review_run(run_id))
     request, frame = _run_data(run)
-    sys.stdout.write(sheet_csv(review_sheet(frame, request.output_fields, request.to_review)))
+    rows = review_sheet(frame, request.output_fields, request.to_review)
+    if xlsx:
+        write_sheet_workbook(rows, xlsx)
+        typer.echo(f"wrote {xlsx}: fill it in, then augment review approve {run_id} --reviewer NAME "
+                   f"--edits {xlsx}")
+    else:
+        sys.stdout.write(sheet_csv(rows))
 
 
 @app.command()
