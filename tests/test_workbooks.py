@@ -127,6 +127,16 @@ def test_a_damaged_or_older_workbook_is_refused_saying_what_to_do(tmp_path: Path
     (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(InputError, match=r"broken\.xlsx: not a readable Excel workbook \(\.xlsx\)"):
         open_source(str(tmp_path / "broken.xlsx")).read()
+    # Damaged XML inside the archive: lxml's and ElementTree's own errors ended the task in a traceback.
+    book = workbook(tmp_path / "whole.xlsx", {"Sheet": [["id"], *([i] for i in range(50))]})
+    for part, cut in (("xl/workbook.xml", 20), ("xl/worksheets/sheet1.xml", None)):
+        damaged = tmp_path / "damaged.xlsx"
+        with zipfile.ZipFile(book) as source, zipfile.ZipFile(damaged, "w") as target:
+            for name in source.namelist():
+                data = source.read(name)
+                target.writestr(name, data[:cut or len(data) // 2] if name == part else data)
+        with pytest.raises(InputError, match=r"damaged\.xlsx(#Sheet)?: not a readable (Excel wor|sheet)"):
+            open_source(str(damaged)).read()
     (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
     with pytest.raises(InputError, match=r"old\.xls is Excel 97-2003 \(\.xls\): open it in Excel and save it "
                                          r"as \.xlsx"):

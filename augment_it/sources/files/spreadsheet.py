@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +51,7 @@ def _workbook(uri: str, name: str) -> Iterator[Workbook]:
         try:
             # data_only: a formula's saved value, not its text; read_only streams rows.
             workbook = load_workbook(handle, read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        except Exception as exc:  # a damaged workbook fails in zipfile, in either XML parser, ...
             raise InputError(f"{name}: not a readable Excel workbook (.xlsx): {exc}") from exc
         try:
             yield workbook
@@ -84,7 +83,7 @@ def _listed(names: list[str]) -> str:
 
 def _read_sheet(sheet: ReadOnlyWorksheet, name: str) -> SourceRead:
     label = f"{name}#{sheet.title}"
-    rows = _rows_with_values(sheet)
+    rows = _rows_with_values(sheet, label)
     try:
         header_row, header_cells = next(rows)
     except StopIteration:
@@ -117,12 +116,19 @@ def _read_sheet(sheet: ReadOnlyWorksheet, name: str) -> SourceRead:
     return read
 
 
-def _rows_with_values(sheet: ReadOnlyWorksheet) -> Iterator[tuple[int, tuple[ReadOnlyCell, ...]]]:
+def _rows_with_values(sheet: ReadOnlyWorksheet, label: str) -> Iterator[tuple[int, tuple[ReadOnlyCell, ...]]]:
     """Each row that has a value, with its number in the sheet."""
     # The size a workbook declares can be stale (some writers leave "A1"), and read-only openpyxl
     # would stop there: read every row the sheet holds instead.
     sheet.reset_dimensions()
-    for number, cells in enumerate(sheet.iter_rows(), start=1):
+    rows, number = enumerate(sheet.iter_rows(), start=1), 0
+    while True:
+        try:  # the sheet's XML is parsed as its rows are read
+            number, cells = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise InputError(f"{label}: not a readable sheet (row {number + 1}): {exc}") from exc
         if any(_has_value(cell) for cell in cells):
             yield number, cells
 
