@@ -502,3 +502,17 @@ def test_a_record_with_no_value_in_any_field_is_quarantined_not_sent(tmp_path: P
         ("people.json[1]", "people.json[1]: no field holds a value", "{}"),
         ("people.json[2]", "people.json[2]: no field holds a value",
          '{"name": null, "note": "  ", "tags": []}')]
+
+
+def test_a_title_above_the_table_is_named_rather_than_every_row_rejected(tmp_path: Path) -> None:
+    """A report saved as CSV starts with its title: taken for the header, every row was quarantined
+    against it and nothing said why."""
+    (tmp_path / "report.csv").write_text("Companies, Q3\n\nid,name,city\n1,Acme,Oslo\n2,Borealis,Bergen\n")
+    with pytest.raises(InputError) as refused:
+        read(tmp_path / "report.csv")
+    assert str(refused.value) == (
+        "report.csv: every row has 3 fields but the header (line 1: 'Companies, Q3') has 2: if that line "
+        "is a title above the table, remove it and any other line above the header")
+    # Rows of several widths, or one that fits, are rejected one by one as before.
+    (tmp_path / "ragged.csv").write_text("id,name\n1,Acme,x\n2,Borealis,y,z\n")
+    assert len(read(tmp_path / "ragged.csv").rejects) == 2

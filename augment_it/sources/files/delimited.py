@@ -71,6 +71,7 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
         raise InputError(f"{name}: every line is empty: no header and no records") from None
     except csv.Error as exc:
         raise InputError(f"{name}: the header row cannot be parsed: {exc}") from exc
+    header_line, header_text = lines.number, delimiter.join(header)
     header = [h.strip() for h in header]
     for position, column in enumerate(header, start=1):
         if found := SURROGATE.search(column):
@@ -85,6 +86,8 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
     if problems := header_problems(named):
         raise InputError(f"{name}: header {'; '.join(problems)}: give every column a name of its own")
     row = 1
+    other_widths: set[int] = set()  # of rows that do not fit the header
+    fitting = 0
     while True:
         start_line = lines.number + 1
         lines.taken = []
@@ -119,11 +122,19 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
                              f"('{printable(value)[:40]}'), which the header leaves unnamed: "
                              "give the column a name or clear it")
         if len(values) != width:
+            other_widths.add(len(values))
             fields = f"{len(values)} field{'' if len(values) == 1 else 's'}"
             read.reject(row, where, f"{where}: row has {fields}, the header has "
                         f"{width} ({', '.join(named)})", raw=printable(delimiter.join(values)))
             continue
+        fitting += 1
         read.add({h: (v if v != "" else None) for h, v in zip(named, values, strict=True)}, row, where)
+    if not fitting and len(read.rejects) > 1 and len(other_widths) == 1 and max(other_widths) > width:
+        # A report's title above the table ("Companies, Q3"): taken for the header, it made every
+        # row a reject that named it, and nothing said why.
+        raise InputError(f"{name}: every row has {max(other_widths)} fields but the header (line "
+                         f"{header_line}: '{printable(header_text)[:60]}') has {width}: if that "
+                         "line is a title above the table, remove it and any other line above the header")
     if width < len(header):
         warnings.warn(f"{name}: dropped {len(header) - width} unnamed column(s) at the end of the header, "
                       "empty in every row", InputNotice, stacklevel=3)
