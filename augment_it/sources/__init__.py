@@ -53,7 +53,7 @@ class SourceRead:
                         "uses for its own columns; rename it in the source",
                         raw=_as_raw(fields))
             return
-        if not any(_holds_value(value) for value in fields.values()):
+        if not any(holds_value(value) for value in fields.values()):
             # An empty object, or a store's blank row (Airtable gives `"fields": {}`): a prompt
             # about nothing would still be paid for.
             self.reject(row, source, f"{source}: no field holds a value",
@@ -77,7 +77,8 @@ def _as_raw(fields: Mapping[str, Any]) -> str:
     return json.dumps(plain(dict(fields)), ensure_ascii=False, default=str)[:2000]
 
 
-def _holds_value(value: Any) -> bool:
+def holds_value(value: Any) -> bool:
+    """Whether a cell or field holds anything: blank text, an empty list and a missing value do not."""
     if isinstance(value, str):
         return bool(value.strip())
     if isinstance(value, list | tuple | dict):

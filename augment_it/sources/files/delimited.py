@@ -10,7 +10,7 @@ from collections import deque
 
 from augment_it.errors import InputNotice
 from augment_it.records import InputError
-from augment_it.sources import SourceRead
+from augment_it.sources import SourceRead, holds_value
 from augment_it.sources.files.text import SURROGATE, bad_char, printable, refusal_advice
 
 SNIFFED_DELIMITERS = ";\t|"
@@ -79,12 +79,10 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
             raise InputError(f"{name}: header column {position} ('{printable(column)}') is not valid "
                              f"{encoding or 'UTF-8'} ({bad_char(column, found.start())})"
                              + refusal_advice(text, encoding))
-    width = len(header)
-    while width and not header[width - 1]:
-        width -= 1  # trailing unnamed columns, dropped below if every row leaves them empty
-    named = header[:width]
-    if problems := header_problems(named):
+    named, problems = named_columns(header)
+    if problems:
         raise InputError(f"{name}: header {'; '.join(problems)}: give every column a name of its own")
+    width = len(named)
     row = 1
     other_widths: set[int] = set()  # of rows that do not fit the header
     fitting = 0
@@ -118,9 +116,7 @@ def _read_delimited(text: str, name: str, delimiter: str, skip_lines: int = 0,
             values = values[:width]  # empty cells under unnamed columns, or a delimiter ending the row
         elif width < len(values) <= len(header):
             position, value = next((p, v) for p, v in enumerate(values[width:], width + 1) if v.strip())
-            raise InputError(f"{name}: line {start_line} has a value in column {position} "
-                             f"('{printable(value)[:40]}'), which the header leaves unnamed: "
-                             "give the column a name or clear it")
+            raise unnamed_column_value(f"{name}: line {start_line}", str(position), value)
         if len(values) != width:
             other_widths.add(len(values))
             fields = f"{len(values)} field{'' if len(values) == 1 else 's'}"
@@ -146,10 +142,24 @@ _SEP_LINE = re.compile(r'"?sep=(.)"?\r?(?:\n|$)')
 
 
 def _has_value(cells: list[str]) -> bool:
-    return any(cell.strip() for cell in cells)
+    return any(map(holds_value, cells))
 
 
-def header_problems(named: list[str]) -> list[str]:
+def named_columns(header: list[str]) -> tuple[list[str], list[str]]:
+    """A header's names up to its last named column (unnamed ones at its end are dropped, as long
+    as no row has a value there), and what is wrong with those names."""
+    width = len(header)
+    while width and not header[width - 1]:
+        width -= 1
+    return header[:width], _header_problems(header[:width])
+
+
+def unnamed_column_value(where: str, column: str, value: object) -> InputError:
+    return InputError(f"{where} has a value in column {column} ('{printable(str(value))[:40]}'), which the "
+                      "header leaves unnamed: give the column a name or clear it")
+
+
+def _header_problems(named: list[str]) -> list[str]:
     """Each unnamed column and each repeated name, by position, as a spreadsheet shows them."""
     first: dict[str, int] = {}
     problems = []

@@ -1,9 +1,9 @@
 """Excel workbooks (.xlsx, .xlsm), read with openpyxl: one sheet, as a table under its header row.
 
 The first sheet shown (not a hidden or a chart sheet), or the one a URI names after `#`
-(`companies.xlsx#Prospects`). Empty rows above
-the header and between records are skipped, as the CSV reader skips them; so are unnamed
-columns at the end that hold no value. Cells keep their type: numbers, booleans, dates (a date
+(`companies.xlsx#Prospects`). Empty rows above the header and between records are skipped, and
+the header is read as a CSV's is (named_columns): unnamed columns at its end that hold no value
+are dropped. Cells keep their type: numbers, booleans, dates (a date
 without a time of day as a date), times as `13:45:00`, durations. A formula gives the value Excel
 last computed and saved (a workbook a program wrote and no spreadsheet app saved has none, and its
 formula cells read as empty); an error value (`#DIV/0!`, `#N/A`) reads as empty, and the run's
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from augment_it.errors import InputNotice, first_few
 from augment_it.layout import filesystem
 from augment_it.records import InputError
-from augment_it.sources import SourceRead
-from augment_it.sources.files.delimited import header_problems
+from augment_it.sources import SourceRead, holds_value
+from augment_it.sources.files.delimited import named_columns, unnamed_column_value
 
 if TYPE_CHECKING:
     from openpyxl import Workbook
@@ -88,21 +88,16 @@ def _read_sheet(sheet: ReadOnlyWorksheet, name: str) -> SourceRead:
         header_row, header_cells = next(rows)
     except StopIteration:
         raise InputError(f"{label}: the sheet is empty: no header and no records") from None
-    header = ["" if cell.value is None else str(cell.value).strip() for cell in header_cells]
-    width = len(header)
-    while width and not header[width - 1]:
-        width -= 1  # unnamed columns at the end: dropped, unless a row has a value there
-    named = header[:width]
-    if problems := header_problems(named):
+    named, problems = named_columns(["" if c.value is None else str(c.value).strip() for c in header_cells])
+    if problems:
         raise InputError(f"{label}: header (row {header_row}) {'; '.join(problems)}: "
                          "give every column a name of its own")
+    width = len(named)
     read = SourceRead()
     errors: defaultdict[tuple[str, str], list[int]] = defaultdict(list)  # (column, error): rows
     for number, cells in rows:
-        if stray := next((c for c in cells[width:] if _has_value(c)), None):
-            raise InputError(f"{label}: row {number} has a value in column {stray.column_letter} "
-                             f"('{str(stray.value)[:40]}'), which the header leaves unnamed: give the "
-                             "column a name or clear it")
+        if stray := next((c for c in cells[width:] if holds_value(c.value)), None):
+            raise unnamed_column_value(f"{label}: row {number}", stray.column_letter, stray.value)
         record: dict[str, Any] = dict.fromkeys(named)  # a row may end before the header does
         for column, cell in zip(named, cells, strict=False):
             if cell.data_type == "e":
@@ -129,12 +124,8 @@ def _rows_with_values(sheet: ReadOnlyWorksheet, label: str) -> Iterator[tuple[in
             return
         except Exception as exc:
             raise InputError(f"{label}: not a readable sheet (row {number + 1}): {exc}") from exc
-        if any(_has_value(cell) for cell in cells):
+        if any(holds_value(cell.value) for cell in cells):
             yield number, cells
-
-
-def _has_value(cell: ReadOnlyCell) -> bool:
-    return cell.value is not None and not (isinstance(cell.value, str) and not cell.value.strip())
 
 
 def _value(cell: ReadOnlyCell) -> Any:
