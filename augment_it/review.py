@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -36,6 +36,7 @@ from augment_it.records import (
     plain,
 )
 from augment_it.review_ledger import EarlierDecision, fingerprints
+from augment_it.templates import matching_label
 
 SCORE = "quality_score"
 AUTO_REVIEWER = "auto"
@@ -88,6 +89,7 @@ class ReviewRequest(BaseModel):
     failed: int = 0
     approve_above: float | None = None
     output_fields: list[str] = Field(default_factory=list)
+    output_labels: dict[str, list[str]] = Field(default_factory=dict)  # fields answered with one of these
     sheet: str | None = None  # the full review sheet (CSV) written beside the run's stage data
     timeout_seconds: int | None = None
     timeout_outcome: TimeoutOutcome = "reject-all"
@@ -143,8 +145,11 @@ def auto_decision(frame: pd.DataFrame, approve_above: float | None) -> ReviewDec
 
 
 def human_decision(given: ReviewInput, request: ReviewRequest) -> ReviewDecision:
-    return ReviewDecision(**given.model_dump(), source="human", auto_approved_ids=request.auto_approved,
-                          approve_above=request.approve_above)
+    """GIVEN as the decision to apply; an edit naming a label but for its case takes the label."""
+    edits = [edit.model_copy(update={"value": matching_label(labels, edit.value)})
+             if (labels := request.output_labels.get(edit.field)) else edit for edit in given.edits]
+    return ReviewDecision(**given.model_dump(exclude={"edits"}), edits=edits, source="human",
+                          auto_approved_ids=request.auto_approved, approve_above=request.approve_above)
 
 
 def expired_decision(request: ReviewRequest) -> ReviewDecision:
@@ -161,11 +166,13 @@ def editable_fields(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if not is_system(c) and c not in REVIEW_COLUMNS)
 
 
-def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collection[str] = ()) -> list[str]:
+def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collection[str] = (),
+                      labels: Mapping[str, list[str]] | None = None) -> list[str]:
     """What in a submission does not fit the records under review, one sentence each.
 
     FRAME holds the records under review; EARLIER names records that keep a decision from an
-    earlier run, which this one may not change.
+    earlier run, which this one may not change; LABELS, the output fields answered with one of a
+    list of labels, which an edit must name too (or leave blank).
     """
     candidates = reviewable(frame)
     ids = {str(i) for i in candidates[ID]} if not candidates.empty else set()
@@ -192,6 +199,10 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collecti
         elif coerce(edit.value, frame[edit.field]) is MISFIT:
             problems.append(f"'{edit.value}' is not a valid {_type_name(frame[edit.field])} for field "
                             f"'{edit.field}' of record '{edit.id}'")
+        elif ((choices := (labels or {}).get(edit.field)) and edit.value.strip()
+              and matching_label(choices, edit.value) not in choices):
+            problems.append(f"'{edit.value}' is not a label of field '{edit.field}' (record '{edit.id}'): "
+                            f"use one of {', '.join(choices)}, or leave it blank")
     return problems
 
 

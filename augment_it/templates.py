@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from functools import cached_property
-from typing import Any, Literal, Self
+from functools import cached_property, partial
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -39,6 +40,9 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer"},
     "number": {"type": "number"}, "boolean": {"type": "boolean"},
 }
+# An output field's type: one of OutputType, or the list of labels the answer must pick one of
+# (`sentiment: [positive, negative, neutral]`).
+OutputKind = OutputType | list[str]
 
 WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review": REVIEW_COLUMNS,
                           "the review sheet": PACKET_COLUMNS}
@@ -61,7 +65,7 @@ class PromptTemplate(BaseModel):
     model: str
     system: str | None = None
     prompt: str
-    output: dict[str, OutputType] | None = None
+    output: dict[str, OutputKind] | None = None
     input: dict[str, FieldType] | None = None  # fields records must have, with their types
     temperature: float | None = None
     top_p: float | None = None  # nucleus sampling; ranges per provider (providers.PROVIDERS)
@@ -78,9 +82,22 @@ class PromptTemplate(BaseModel):
             return super().model_copy(deep=deep)
         return self.model_validate({**self.model_dump(), **update})
 
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_kinds(cls, value: Any) -> Any:
+        # Checked before pydantic's own errors, which name every member of the union once per field.
+        for key, kind in (value.items() if isinstance(value, dict) else ()):
+            if isinstance(kind, list):
+                check_labels(str(key), kind)
+            elif kind not in get_args(OutputType):
+                raise ValueError(f"field {key!r}: {kind!r} is no output type: use one of "
+                                 f"{', '.join(get_args(OutputType))}, or a list of labels for the answer "
+                                 f"to pick one of ({key}: [positive, negative, neutral])")
+        return value
+
     @field_validator("output")
     @classmethod
-    def _output_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+    def _output_names(cls, value: dict[str, OutputKind] | None) -> dict[str, OutputKind] | None:
         for key in value or {}:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key) or key.startswith("_"):
                 raise ValueError(f"output field name {key!r} must be an identifier")
@@ -104,8 +121,13 @@ class PromptTemplate(BaseModel):
         return re.sub(r"\W", "_", self.name)
 
     @property
-    def output_fields(self) -> dict[str, str]:
+    def output_fields(self) -> dict[str, OutputKind]:
         return dict(self.output) if self.output else {self.text_field: "string"}
+
+    @property
+    def output_labels(self) -> dict[str, list[str]]:
+        """The output fields whose answer is one of a list of labels, with those labels."""
+        return {name: kind for name, kind in self.output_fields.items() if isinstance(kind, list)}
 
     @property
     def structured(self) -> bool:
@@ -113,19 +135,14 @@ class PromptTemplate(BaseModel):
 
     @cached_property
     def output_model(self) -> type[BaseModel]:
-        fields = {name: (_PY_TYPES[kind], ...) for name, kind in self.output_fields.items()}
+        fields = {name: (_python_type(kind), ...) for name, kind in self.output_fields.items()}
         return create_model(f"{self.text_field}_output", __config__=ConfigDict(extra="ignore"), **fields)
 
     def json_schema(self) -> dict[str, Any] | None:
         """A strict JSON schema for the output (what OpenAI's `json_schema` mode requires)."""
         if not self.output:
             return None
-        properties = {}
-        for name, kind in self.output.items():
-            if kind.startswith("list["):
-                properties[name] = {"type": "array", "items": _JSON_TYPES[kind[5:-1]]}
-            else:
-                properties[name] = dict(_JSON_TYPES[kind])
+        properties = {name: _json_type(kind) for name, kind in self.output.items()}
         return {"type": "object", "properties": properties,
                 "required": list(self.output), "additionalProperties": False}
 
@@ -179,6 +196,53 @@ class PromptTemplate(BaseModel):
         return parsed.model_dump()
 
 
+def check_labels(field: str, labels: list[Any]) -> None:
+    """Labels an answer can be told apart by: text, none empty, none the same but for case."""
+    if not labels:
+        raise ValueError(f"field {field!r} lists no labels")
+    seen: dict[str, str] = {}
+    for label in labels:
+        if not isinstance(label, str):
+            raise ValueError(f"field {field!r}: label {label!r} is not text; quote the labels "
+                             f"({field}: ['1', '2', '3'])")
+        if not label.strip():
+            raise ValueError(f"field {field!r} has an empty label")
+        if (folded := label.strip().casefold()) in seen:
+            raise ValueError(f"field {field!r} lists {seen[folded]!r} and {label!r}, which an "
+                             "answer cannot tell apart")
+        seen[folded] = label
+
+
+def type_text(kind: OutputKind) -> str:
+    """The output type as the prompt and the docs write it."""
+    return f"one of: {', '.join(kind)}" if isinstance(kind, list) else kind
+
+
+def matching_label(labels: list[str], value: Any) -> Any:
+    """The label VALUE names, but for case and surrounding spaces (an answer 'Positive ' picks
+    'positive'); VALUE itself when it names none."""
+    if isinstance(value, str):
+        folded = value.strip().casefold()
+        for label in labels:
+            if label.strip().casefold() == folded:
+                return label
+    return value
+
+
+def _python_type(kind: OutputKind) -> Any:
+    if isinstance(kind, list):
+        return Annotated[Literal[tuple(kind)], BeforeValidator(partial(matching_label, kind))]
+    return _PY_TYPES[kind]
+
+
+def _json_type(kind: OutputKind) -> dict[str, Any]:
+    if isinstance(kind, list):
+        return {"type": "string", "enum": list(kind)}
+    if kind.startswith("list["):
+        return {"type": "array", "items": _JSON_TYPES[kind[5:-1]]}
+    return dict(_JSON_TYPES[kind])
+
+
 def extract_json(text: str) -> Any:
     """The JSON object in a model's answer, tolerating code fences and prose around it."""
     import json
@@ -228,5 +292,5 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
 
 def validation_problems(exc: ValidationError) -> str:
     """Each problem as `field: message`; one about the whole template or answer as its message."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"]
-                     else e["msg"].removeprefix("Value error, ") for e in exc.errors())
+    problems = [(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+    return "; ".join(f"{where}: {message}" if where else message for where, message in problems)

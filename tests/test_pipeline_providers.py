@@ -223,6 +223,32 @@ def test_other_formats_and_a_rerun_of_the_export_does_not_duplicate(fmt: str, tm
     assert outcome_files == sorted(f"{name}.{fmt}" for name in OUTCOME_FILES)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_a_field_of_labels_is_answered_with_one_of_them(provider: str, llm, tmp_path: Path) -> None:
+    """Each provider is sent the labels in its schema; an answer naming one in another case takes
+    it, and one naming none is repaired once, then fails its record saying which labels were asked."""
+    labels = ["robotics", "food", "software", "health", "other"]
+    template = tmp_path / "sector.yaml"
+    template.write_text(f"name: sector\nprovider: {provider}\nmodel: {MODELS[provider]}\n"
+                        f"prompt: 'Sector of {{{{ name }}}}: {{{{ description }}}}'\n"
+                        f"output: {{sector: [{', '.join(labels)}]}}\n")
+    llm.script("Sector of Borealis Foods", '{"sector": "Food "}')
+    llm.script("Sector of Acme Robotics", '{"sector": "hardware"}')
+    llm.script("could not be used", '{"sector": "hardware"}')  # Acme's repair: no label again
+    summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id").result()
+    ids = assert_every_record_once(tmp_path / "out", summary)
+    assert ids["failed"] == ["c001"] and summary["exported"] == 7  # no input types: none quarantined
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert exported.loc["c002", "sector"] == "food" and set(exported["sector"]) <= set(labels)
+    failed = pd.read_parquet(tmp_path / "out" / "failed.parquet").iloc[0]
+    assert "sector: Input should be 'robotics', 'food', 'software', 'health' or 'other'" in failed["_reason"]
+    # Every request names the labels in its schema (the provider's mechanism; Groq's JSON mode has
+    # it in the prompt, as quoted JSON) and in the instruction the prompt ends with.
+    sent = [json.dumps(r["body"]).replace('\\"', '"') for r in llm.requests]
+    assert all(f'"enum": {json.dumps(labels)}' in body for body in sent)
+    assert all("sector (one of: robotics, food, software, health, other)" in body for body in sent)
+
+
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
     llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
     state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")

@@ -108,6 +108,29 @@ def test_reject_and_refusals_name_the_problem(tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "no flow run" in unknown.output
 
 
+def test_an_edit_must_name_one_of_a_labelled_fields_labels(tmp_path: Path) -> None:
+    """Labelling by hand where no model ran: a typo was exported as a label of its own."""
+    template = tmp_path / "sector.yaml"
+    template.write_text("name: sector\nmodel: gpt-4o-mini\nprompt: 'Sector of {{ name }}'\n"
+                        "output: {sector: [robotics, food, software, health]}\n")
+    started = time.time()
+    run = BackgroundRun(COMPANIES, template, tmp_path / "out", review_policy="cli", id_column="company_id",
+                        settings=ProcessSettings(provider="none"))
+    run.start()
+    run_id = str(asyncio.run(paused_review_run(after=started)))
+    edits = tmp_path / "edits.json"
+    edits.write_text(json.dumps([{"id": "c001", "field": "sector", "value": "Robotcs"}]))
+    refused = runner.invoke(app, ["review", "approve", run_id, "--edits", str(edits), "--reviewer", "Ada"])
+    assert refused.exit_code == 2, refused.output
+    assert ("'Robotcs' is not a label of field 'sector' (record 'c001'): use one of robotics, food, "
+            "software, health, or leave it blank") in " ".join(refused.output.split())
+    edits.write_text(json.dumps([{"id": "c001", "field": "sector", "value": "Robotics"}]))
+    augment("approve", run_id, "--edits", str(edits), "--reviewer", "Ada")
+    run.join(120)
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert exported.loc["c001", "sector"] == "robotics" and exported["sector"].drop("c001").isna().all()
+
+
 def test_without_a_reachable_server_the_commands_say_so() -> None:
     """Without PREFECT_API_URL, Prefect would start a temporary server that knows no run."""
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -333,6 +333,22 @@ def test_an_edit_of_a_list_field_is_read_as_the_json_the_sheet_shows(frame: pd.D
         "'1, 5' is not a valid JSON list ([1, 2]) for field 'sizes' of record 'a'"]
 
 
+def test_an_edit_of_a_labelled_field_must_name_one_of_its_labels(frame: pd.DataFrame) -> None:
+    """A field the template answers with one of a list of labels took any text a reviewer typed,
+    so a typo ('robotic') went out as a category of its own."""
+    request = request_for(frame).model_copy(update={"output_labels": {"industry": ["robotics", "food"]}})
+    edits = [RecordEdit(id=record_id, field="industry", value=value)
+             for record_id, value in (("a", "Food "), ("b", ""), ("c", "robotic"))]
+    given = ReviewInput(reviewer="Ada", edits=edits)
+    assert decision_problems(given, frame, labels=request.output_labels) == [
+        "'robotic' is not a label of field 'industry' (record 'c'): use one of robotics, food, "
+        "or leave it blank"]
+    assert decision_problems(given, frame) == []  # a field of free text takes it
+    fixed = ReviewInput(reviewer="Ada", edits=edits[:2])
+    reviewed = apply_decision(frame, human_decision(fixed, request))[0].set_index("_id")
+    assert reviewed.at["a", "industry"] == "food" and pd.isna(reviewed.at["b", "industry"])
+
+
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:
     sheet = read_sheet(sheet_csv(review_sheet(frame, OUTPUTS)))
     sheet["colour"] = ""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from augment_it.processing import apply_overrides
+from augment_it.processing import apply_overrides, build_request
 from augment_it.settings import ProcessSettings
 from augment_it.templates import RenderError, TemplateError, extract_json, load_template, parse_template
 from tests.conftest import DATA, EXAMPLES
@@ -62,6 +62,44 @@ def test_output_schema_and_parsing() -> None:
         template.parse_answer((DATA / "bad" / "not-json-answer.txt").read_text())
     with pytest.raises(ValueError, match="score"):
         template.parse_answer('{"summary": "s", "score": "high", "tags": []}')
+
+
+LABELLED = "name: t\nmodel: m\nprompt: hi\noutput: {sentiment: [positive, negative, neutral], note: string}\n"
+
+
+def test_an_output_field_can_be_one_of_a_list_of_labels() -> None:
+    """Sorting answers into fixed labels (sentiment, a category) had no type: a free string let
+    the model answer 'Positive', 'mostly positive' or a sentence, one per record."""
+    template = parse_template(LABELLED)
+    assert template.json_schema()["properties"]["sentiment"] == {
+        "type": "string", "enum": ["positive", "negative", "neutral"]}
+    assert template.output_labels == {"sentiment": ["positive", "negative", "neutral"]}
+    # Told in the prompt too, for the providers and servers that take no schema.
+    assert build_request(template, {}).system == (
+        "Answer with a JSON object with exactly these fields: "
+        "sentiment (one of: positive, negative, neutral), note (string).")
+    # Case and spaces do not make another label; anything else is an answer to repair.
+    assert template.parse_answer('{"sentiment": " Negative", "note": "n"}')["sentiment"] == "negative"
+    with pytest.raises(ValueError, match="sentiment: Input should be 'positive', 'negative' or 'neutral'"):
+        template.parse_answer('{"sentiment": "mixed", "note": "n"}')
+
+
+@pytest.mark.parametrize(("output", "problem"), [
+    ("{rating: [1, 2, 3]}",
+     "field 'rating': label 1 is not text; quote the labels (rating: ['1', '2', '3'])"),
+    ("{sentiment: []}", "field 'sentiment' lists no labels"),
+    ("{sentiment: [good, '']}", "field 'sentiment' has an empty label"),
+    ("{sentiment: [Good, good]}",
+     "field 'sentiment' lists 'Good' and 'good', which an answer cannot tell apart"),
+    ("{sentiment: enum}", "field 'sentiment': 'enum' is no output type: use one of string, integer, number, "
+                          "boolean, list[string], list[integer], list[number], list[boolean], or a list of "
+                          "labels for the answer to pick one of (sentiment: [positive, negative, neutral])"),
+])
+def test_a_list_of_labels_that_cannot_be_told_apart_or_an_unknown_type_is_refused(output: str,
+                                                                                   problem: str) -> None:
+    with pytest.raises(TemplateError) as raised:
+        parse_template(f"name: t\nmodel: m\nprompt: hi\noutput: {output}\n")
+    assert str(raised.value) == f"<template>: output: {problem}"
 
 
 def test_plain_text_template_fills_a_field_named_after_it() -> None:

@@ -141,7 +141,8 @@ def _check(given: ReviewInput, run: review_client.ReviewRun,
             data = _read_run_data(run.out) if run.out else None
         except (OSError, ValueError, KeyError):
             return  # the run checks again and pauses anew with the reason
-    if data is not None and (problems := decision_problems(given, data[1], data[0].earlier)):
+    if data is not None and (problems := decision_problems(given, data[1], data[0].earlier,
+                                                           data[0].output_labels)):
         fail("; ".join(problems))
 
 
