@@ -131,12 +131,14 @@ async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: Prom
             reason, out[RAW_ANSWER] = reply.incomplete, reply.text
             break
         try:
-            out.update(template.parse_answer(reply.text))
+            answer = template.parse_answer(reply.text)
         except ValueError as exc:
             reason, out[RAW_ANSWER] = f"{exc} (also after one repair attempt)", reply.text
             if attempt == 0:
                 request = request.repair(reply.text, str(exc))
             continue
+        # null is a field the model did not know ('integer or null'): what the record had stands.
+        out.update({name: value for name, value in answer.items() if value is not None})
         out[AI_STATUS], out[RAW_ANSWER] = "ok", None
         return
     out[AI_STATUS], out[REASON] = "failed", reason

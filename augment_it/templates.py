@@ -40,9 +40,11 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer"},
     "number": {"type": "number"}, "boolean": {"type": "boolean"},
 }
-# An output field's type: one of OutputType, or the list of labels the answer must pick one of
-# (`sentiment: [positive, negative, neutral]`).
-OutputKind = OutputType | list[str]
+# After an output type: the model may answer null when it does not know (`founded: integer or null`).
+UNKNOWN = " or null"
+# An output field's type: one of OutputType (or one with UNKNOWN after it), or the list of labels
+# the answer must pick one of (`sentiment: [positive, negative, neutral]`).
+OutputKind = str | list[str]
 
 WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review": REVIEW_COLUMNS,
                           "the review sheet": PACKET_COLUMNS}
@@ -89,10 +91,11 @@ class PromptTemplate(BaseModel):
         for key, kind in (value.items() if isinstance(value, dict) else ()):
             if isinstance(kind, list):
                 check_labels(str(key), kind)
-            elif kind not in get_args(OutputType):
+            elif not isinstance(kind, str) or kind.removesuffix(UNKNOWN) not in get_args(OutputType):
                 raise ValueError(f"field {key!r}: {kind!r} is no output type: use one of "
-                                 f"{', '.join(get_args(OutputType))}, or a list of labels for the answer "
-                                 f"to pick one of ({key}: [positive, negative, neutral])")
+                                 f"{', '.join(get_args(OutputType))}, with 'or null' after it when the "
+                                 f"answer may be unknown ({key}: integer or null), or a list of labels "
+                                 f"for the answer to pick one of ({key}: [positive, negative, neutral])")
         return value
 
     @field_validator("output")
@@ -214,8 +217,10 @@ def check_labels(field: str, labels: list[Any]) -> None:
 
 
 def type_text(kind: OutputKind) -> str:
-    """The output type as the prompt and the docs write it."""
-    return f"one of: {', '.join(kind)}" if isinstance(kind, list) else kind
+    """The output type as the prompt writes it."""
+    if isinstance(kind, list):
+        return f"one of: {', '.join(kind)}"
+    return f"{kind} if unknown" if kind.endswith(UNKNOWN) else kind
 
 
 def matching_label(labels: list[str], value: Any) -> Any:
@@ -232,15 +237,19 @@ def matching_label(labels: list[str], value: Any) -> Any:
 def _python_type(kind: OutputKind) -> Any:
     if isinstance(kind, list):
         return Annotated[Literal[tuple(kind)], BeforeValidator(partial(matching_label, kind))]
-    return _PY_TYPES[kind]
+    base = _PY_TYPES[kind.removesuffix(UNKNOWN)]
+    return base | None if kind.endswith(UNKNOWN) else base
 
 
 def _json_type(kind: OutputKind) -> dict[str, Any]:
     if isinstance(kind, list):
         return {"type": "string", "enum": list(kind)}
-    if kind.startswith("list["):
-        return {"type": "array", "items": _JSON_TYPES[kind[5:-1]]}
-    return dict(_JSON_TYPES[kind])
+    base = kind.removesuffix(UNKNOWN)
+    schema = ({"type": "array", "items": _JSON_TYPES[base[5:-1]]} if base.startswith("list[")
+              else dict(_JSON_TYPES[base]))
+    if kind.endswith(UNKNOWN):  # strict schemas require every field, so null stands for unknown
+        schema["type"] = [schema["type"], "null"]
+    return schema
 
 
 def extract_json(text: str) -> Any:

@@ -249,6 +249,24 @@ def test_a_field_of_labels_is_answered_with_one_of_them(provider: str, llm, tmp_
     assert all("sector (one of: robotics, food, software, health, other)" in body for body in sent)
 
 
+def test_a_field_the_model_may_leave_unknown_keeps_what_the_record_had(llm, tmp_path: Path) -> None:
+    """null for an 'or null' field is an answer, not a failure; on a field the record has (one a
+    template corrects), it leaves the record's value as it was rather than erasing it."""
+    template = tmp_path / "check.yaml"
+    template.write_text("name: check\nmodel: gpt-4o-mini\nprompt: 'Check {{ name }}'\noutput:\n"
+                        "  employees: integer or null\n  founded: integer or null\n")
+    llm.script("Check Borealis Foods", '{"employees": null, "founded": null}')
+    summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id").result()
+    assert summary["failed"] == 0 and llm.total_requests == summary["processed"]  # no repairs
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    borealis = exported.loc["c002"]
+    assert borealis["_ai_status"] == "ok" and pd.isna(borealis["founded"])
+    assert str(borealis["employees"]) == "45"  # the CSV's text: no input types declared
+    assert exported.drop("c002")["founded"].notna().all()
+    assert llm.requests[0]["body"]["response_format"]["json_schema"]["schema"]["properties"]["founded"] == {
+        "type": ["integer", "null"]}
+
+
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
     llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
     state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")

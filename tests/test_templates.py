@@ -84,6 +84,24 @@ def test_an_output_field_can_be_one_of_a_list_of_labels() -> None:
         template.parse_answer('{"sentiment": "mixed", "note": "n"}')
 
 
+def test_an_output_field_can_allow_an_unknown_answer() -> None:
+    """Strict schemas require every field, so a model that did not know a company's founding year
+    had to make one up: the only way to say 'unknown' was a number."""
+    template = parse_template("name: t\nmodel: m\nprompt: hi\noutput:\n  founded: integer or null\n"
+                              "  tags: list[string] or null\n  summary: string\n")
+    properties = template.json_schema()["properties"]
+    assert properties["founded"] == {"type": ["integer", "null"]}
+    assert properties["tags"] == {"type": ["array", "null"], "items": {"type": "string"}}
+    assert template.json_schema()["required"] == ["founded", "tags", "summary"]
+    assert build_request(template, {}).system.endswith(
+        "founded (integer or null if unknown), tags (list[string] or null if unknown), summary (string).")
+    assert template.parse_answer('{"founded": null, "tags": null, "summary": "s"}') == {
+        "founded": None, "tags": None, "summary": "s"}
+    assert template.parse_answer('{"founded": "1999", "tags": ["a"], "summary": "s"}')["founded"] == 1999
+    with pytest.raises(ValueError, match="summary: Input should be a valid string"):
+        template.parse_answer('{"founded": 1999, "tags": [], "summary": null}')
+
+
 @pytest.mark.parametrize(("output", "problem"), [
     ("{rating: [1, 2, 3]}",
      "field 'rating': label 1 is not text; quote the labels (rating: ['1', '2', '3'])"),
@@ -91,9 +109,11 @@ def test_an_output_field_can_be_one_of_a_list_of_labels() -> None:
     ("{sentiment: [good, '']}", "field 'sentiment' has an empty label"),
     ("{sentiment: [Good, good]}",
      "field 'sentiment' lists 'Good' and 'good', which an answer cannot tell apart"),
-    ("{sentiment: enum}", "field 'sentiment': 'enum' is no output type: use one of string, integer, number, "
-                          "boolean, list[string], list[integer], list[number], list[boolean], or a list of "
-                          "labels for the answer to pick one of (sentiment: [positive, negative, neutral])"),
+    ("{sentiment: enum}",
+     "field 'sentiment': 'enum' is no output type: use one of string, integer, number, boolean, "
+     "list[string], list[integer], list[number], list[boolean], with 'or null' after it when the answer "
+     "may be unknown (sentiment: integer or null), or a list of labels for the answer to pick one of "
+     "(sentiment: [positive, negative, neutral])"),
 ])
 def test_a_list_of_labels_that_cannot_be_told_apart_or_an_unknown_type_is_refused(output: str,
                                                                                    problem: str) -> None:
