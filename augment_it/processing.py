@@ -22,7 +22,7 @@ from augment_it.providers import make_provider, provider_spec
 from augment_it.providers.base import MissingKeyError, ModelReply, ModelRequest, ProviderError
 from augment_it.records import AI_STATUS, ID, RAW_ANSWER, REASON, is_system
 from augment_it.settings import ProcessSettings
-from augment_it.templates import PromptTemplate, RenderError, TemplateError, type_text
+from augment_it.templates import PromptTemplate, RenderError, TemplateError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class ModelPlan:
 def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequest:
     system, prompt = template.render(record)
     if template.structured:
-        fields = ", ".join(f"{k} ({type_text(v)})" for k, v in template.output_fields.items())
+        fields = ", ".join(f"{name} ({spec.describe()})" for name, spec in template.output_specs.items())
         instruction = f"Answer with a JSON object with exactly these fields: {fields}."
         system = f"{system}\n\n{instruction}" if system else instruction
     return ModelRequest(provider=template.provider, model=template.model, system=system,

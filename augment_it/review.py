@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from augment_it.layout import RunLayout, read_frame, read_json
+from augment_it.output_types import OutputKind, OutputSpec, matching_label, output_specs
 from augment_it.records import (
     AI_STATUS,
     ID,
@@ -36,7 +37,6 @@ from augment_it.records import (
     plain,
 )
 from augment_it.review_ledger import EarlierDecision, fingerprints
-from augment_it.templates import matching_label
 
 SCORE = "quality_score"
 AUTO_REVIEWER = "auto"
@@ -89,11 +89,15 @@ class ReviewRequest(BaseModel):
     failed: int = 0
     approve_above: float | None = None
     output_fields: list[str] = Field(default_factory=list)
-    output_labels: dict[str, list[str]] = Field(default_factory=dict)  # fields answered with one of these
+    output_types: dict[str, OutputKind] = Field(default_factory=dict)  # as the template declares them
     sheet: str | None = None  # the full review sheet (CSV) written beside the run's stage data
     timeout_seconds: int | None = None
     timeout_outcome: TimeoutOutcome = "reject-all"
     requested_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @property
+    def output_specs(self) -> dict[str, OutputSpec]:
+        return output_specs(self.output_types)
 
 
 def read_processed(out: str) -> pd.DataFrame:
@@ -145,11 +149,8 @@ def auto_decision(frame: pd.DataFrame, approve_above: float | None) -> ReviewDec
 
 
 def human_decision(given: ReviewInput, request: ReviewRequest) -> ReviewDecision:
-    """GIVEN as the decision to apply; an edit naming a label but for its case takes the label."""
-    edits = [edit.model_copy(update={"value": matching_label(labels, edit.value)})
-             if (labels := request.output_labels.get(edit.field)) else edit for edit in given.edits]
-    return ReviewDecision(**given.model_dump(exclude={"edits"}), edits=edits, source="human",
-                          auto_approved_ids=request.auto_approved, approve_above=request.approve_above)
+    return ReviewDecision(**given.model_dump(), source="human", auto_approved_ids=request.auto_approved,
+                          approve_above=request.approve_above)
 
 
 def expired_decision(request: ReviewRequest) -> ReviewDecision:
@@ -167,12 +168,12 @@ def editable_fields(frame: pd.DataFrame) -> list[str]:
 
 
 def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collection[str] = (),
-                      labels: Mapping[str, list[str]] | None = None) -> list[str]:
+                      specs: Mapping[str, OutputSpec] | None = None) -> list[str]:
     """What in a submission does not fit the records under review, one sentence each.
 
     FRAME holds the records under review; EARLIER names records that keep a decision from an
-    earlier run, which this one may not change; LABELS, the output fields answered with one of a
-    list of labels, which an edit must name too (or leave blank).
+    earlier run, which this one may not change; SPECS, the output fields' declared types (an edit
+    of a field of labels names labels, or is blank).
     """
     candidates = reviewable(frame)
     ids = {str(i) for i in candidates[ID]} if not candidates.empty else set()
@@ -196,13 +197,14 @@ def decision_problems(given: ReviewInput, frame: pd.DataFrame, earlier: Collecti
         if edit.field not in editable:
             problems.append(f"record field '{edit.field}' does not exist (edits may change: "
                             f"{', '.join(editable)})")
-        elif coerce(edit.value, frame[edit.field]) is MISFIT:
-            problems.append(f"'{edit.value}' is not a valid {_type_name(frame[edit.field])} for field "
-                            f"'{edit.field}' of record '{edit.id}'")
-        elif ((choices := (labels or {}).get(edit.field)) and edit.value.strip()
-              and matching_label(choices, edit.value) not in choices):
-            problems.append(f"'{edit.value}' is not a label of field '{edit.field}' (record '{edit.id}'): "
-                            f"use one of {', '.join(choices)}, or leave it blank")
+        elif coerce(edit.value, frame[edit.field], spec := (specs or {}).get(edit.field)) is MISFIT:
+            if spec is not None and spec.labels:
+                what, pick = ("a list of labels", "any") if spec.many else ("a label", "one")
+                problems.append(f"'{edit.value}' is not {what} of field '{edit.field}' (record '{edit.id}'): "
+                                f"use {pick} of {', '.join(spec.labels)}, or leave it blank")
+            else:
+                problems.append(f"'{edit.value}' is not a valid {_type_name(frame[edit.field])} for field "
+                                f"'{edit.field}' of record '{edit.id}'")
     return problems
 
 
@@ -239,22 +241,35 @@ def _holds_only_text(column: pd.Series) -> bool:
     return bool(items) and all(isinstance(item, str) for item in items)
 
 
-def coerce(value: str, column: pd.Series) -> Any:
+def coerce(value: str, column: pd.Series, spec: OutputSpec | None = None) -> Any:
     """The edit's text as the column's type (int, float, bool) or as text; blank clears the field.
 
     Returns MISFIT when the text cannot be a value of a numeric or boolean column, or is not the
     JSON list or object a column of lists or objects holds (the sheet shows them as JSON). A
-    column of lists of text also takes the items as a spreadsheet user types them: `a, b`.
+    column of lists of text also takes the items as a spreadsheet user types them: `a, b`. SPEC,
+    the type a template declares for an output field, tells a list where the column holds none
+    yet, and the labels a value must name (in any case: 'Food' is 'food').
     """
+    typed = _typed(value, column, spec)
+    if spec is None or not spec.labels or typed is None or typed is MISFIT:
+        return typed
+    values = [matching_label(spec.labels, item) for item in (typed if isinstance(typed, list) else [typed])]
+    if any(item not in spec.labels for item in values):
+        return MISFIT
+    return values if isinstance(typed, list) else values[0]
+
+
+def _typed(value: str, column: pd.Series, spec: OutputSpec | None) -> Any:
     text = value.strip()
     if not text:
         return None
-    if container := _container_kind(column):
+    if container := _container_kind(column) or (list if spec is not None and spec.many else None):
         try:
             parsed = json.loads(text)
         except ValueError:
             parsed = MISFIT
-        if container is list and not isinstance(parsed, list) and _holds_only_text(column):
+        text_items = _holds_only_text(column) or (spec is not None and spec.base == "string")
+        if container is list and not isinstance(parsed, list) and text_items:
             return [item.strip() for item in text.split(",") if item.strip()]
         return parsed if isinstance(parsed, container) else MISFIT
     if pd.api.types.is_bool_dtype(column.dtype):
@@ -300,9 +315,13 @@ def verdicts(record_ids: Iterable[str], decision: ReviewDecision) -> list[Verdic
     return [one(record_id) for record_id in record_ids]
 
 
-def apply_decision(frame: pd.DataFrame,
-                   decision: ReviewDecision) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The reviewed records (with review columns) and an audit row per decision and per edit."""
+Audit = list[dict[str, Any]]
+
+
+def apply_decision(frame: pd.DataFrame, decision: ReviewDecision,
+                   specs: Mapping[str, OutputSpec] | None = None) -> tuple[pd.DataFrame, Audit]:
+    """The reviewed records (with review columns) and an audit row per decision and per edit;
+    SPECS: the output fields' declared types, as for `coerce`."""
     when = decision.decided_at
     out = reviewable(frame).copy()
     if out.empty:  # every record was quarantined or failed: nothing to decide on
@@ -312,7 +331,7 @@ def apply_decision(frame: pd.DataFrame,
     out[REVIEWED_BY] = [v.reviewer for v in decided]
     out[REVIEWED_AT] = [v.at for v in decided]
     out[REVIEW_COMMENT] = [v.comment for v in decided]
-    audit: list[dict[str, Any]] = []
+    audit: Audit = []
     position = {str(record_id): index for index, record_id in zip(out.index, out[ID], strict=True)}
     edits = [(RecordEdit(id=kept.id, field=field, value=value), kept.reviewer, EARLIER, kept.decided_at)
              for kept in decision.earlier for field, value in kept.edits.items()]
@@ -322,7 +341,7 @@ def apply_decision(frame: pd.DataFrame,
         if edit.field not in out.columns:  # an earlier edit filled a field this run's template lacks
             out[edit.field] = pd.Series(None, index=out.index, dtype=object)
         before = out.at[index, edit.field]
-        after = coerce(edit.value, out[edit.field])
+        after = coerce(edit.value, out[edit.field], (specs or {}).get(edit.field))
         if after is MISFIT:  # decision_problems refuses these; kept as text if one gets here
             after = edit.value
         numeric = pd.api.types.is_numeric_dtype(out[edit.field].dtype)

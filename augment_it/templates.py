@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from functools import cached_property, partial
-from typing import Annotated, Any, Literal, Self, get_args
+from functools import cached_property
+from typing import Any, Self
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,27 +23,9 @@ from pydantic import (
 
 from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError, yaml_error_text
+from augment_it.output_types import OutputKind, OutputSpec, output_specs
 from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
-
-OutputType = Literal[
-    "string", "integer", "number", "boolean",
-    "list[string]", "list[integer]", "list[number]", "list[boolean]",
-]
-_PY_TYPES: dict[str, Any] = {
-    "string": str, "integer": int, "number": float, "boolean": bool,
-    "list[string]": list[str], "list[integer]": list[int],
-    "list[number]": list[float], "list[boolean]": list[bool],
-}
-_JSON_TYPES: dict[str, dict[str, Any]] = {
-    "string": {"type": "string"}, "integer": {"type": "integer"},
-    "number": {"type": "number"}, "boolean": {"type": "boolean"},
-}
-# After an output type: the model may answer null when it does not know (`founded: integer or null`).
-UNKNOWN = " or null"
-# An output field's type: one of OutputType (or one with UNKNOWN after it), or the list of labels
-# the answer must pick one of (`sentiment: [positive, negative, neutral]`).
-OutputKind = str | list[str]
 
 WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review": REVIEW_COLUMNS,
                           "the review sheet": PACKET_COLUMNS}
@@ -87,15 +68,9 @@ class PromptTemplate(BaseModel):
     @field_validator("output", mode="before")
     @classmethod
     def _output_kinds(cls, value: Any) -> Any:
-        # Checked before pydantic's own errors, which name every member of the union once per field.
+        # Read before pydantic's own checks, which would name every shape a type can take.
         for key, kind in (value.items() if isinstance(value, dict) else ()):
-            if isinstance(kind, list):
-                check_labels(str(key), kind)
-            elif not isinstance(kind, str) or kind.removesuffix(UNKNOWN) not in get_args(OutputType):
-                raise ValueError(f"field {key!r}: {kind!r} is no output type: use one of "
-                                 f"{', '.join(get_args(OutputType))}, with 'or null' after it when the "
-                                 f"answer may be unknown ({key}: integer or null), or a list of labels "
-                                 f"for the answer to pick one of ({key}: [positive, negative, neutral])")
+            OutputSpec.parse(str(key), kind)
         return value
 
     @field_validator("output")
@@ -127,10 +102,9 @@ class PromptTemplate(BaseModel):
     def output_fields(self) -> dict[str, OutputKind]:
         return dict(self.output) if self.output else {self.text_field: "string"}
 
-    @property
-    def output_labels(self) -> dict[str, list[str]]:
-        """The output fields whose answer is one of a list of labels, with those labels."""
-        return {name: kind for name, kind in self.output_fields.items() if isinstance(kind, list)}
+    @cached_property
+    def output_specs(self) -> dict[str, OutputSpec]:
+        return output_specs(self.output_fields)
 
     @property
     def structured(self) -> bool:
@@ -138,14 +112,14 @@ class PromptTemplate(BaseModel):
 
     @cached_property
     def output_model(self) -> type[BaseModel]:
-        fields = {name: (_python_type(kind), ...) for name, kind in self.output_fields.items()}
+        fields = {name: (spec.python_type, ...) for name, spec in self.output_specs.items()}
         return create_model(f"{self.text_field}_output", __config__=ConfigDict(extra="ignore"), **fields)
 
     def json_schema(self) -> dict[str, Any] | None:
         """A strict JSON schema for the output (what OpenAI's `json_schema` mode requires)."""
         if not self.output:
             return None
-        properties = {name: _json_type(kind) for name, kind in self.output.items()}
+        properties = {name: spec.json_schema() for name, spec in self.output_specs.items()}
         return {"type": "object", "properties": properties,
                 "required": list(self.output), "additionalProperties": False}
 
@@ -197,59 +171,6 @@ class PromptTemplate(BaseModel):
         except ValidationError as exc:
             raise ValueError(f"answer does not match the output fields: {validation_problems(exc)}") from exc
         return parsed.model_dump()
-
-
-def check_labels(field: str, labels: list[Any]) -> None:
-    """Labels an answer can be told apart by: text, none empty, none the same but for case."""
-    if not labels:
-        raise ValueError(f"field {field!r} lists no labels")
-    seen: dict[str, str] = {}
-    for label in labels:
-        if not isinstance(label, str):
-            raise ValueError(f"field {field!r}: label {label!r} is not text; quote the labels "
-                             f"({field}: ['1', '2', '3'])")
-        if not label.strip():
-            raise ValueError(f"field {field!r} has an empty label")
-        if (folded := label.strip().casefold()) in seen:
-            raise ValueError(f"field {field!r} lists {seen[folded]!r} and {label!r}, which an "
-                             "answer cannot tell apart")
-        seen[folded] = label
-
-
-def type_text(kind: OutputKind) -> str:
-    """The output type as the prompt writes it."""
-    if isinstance(kind, list):
-        return f"one of: {', '.join(kind)}"
-    return f"{kind} if unknown" if kind.endswith(UNKNOWN) else kind
-
-
-def matching_label(labels: list[str], value: Any) -> Any:
-    """The label VALUE names, but for case and surrounding spaces (an answer 'Positive ' picks
-    'positive'); VALUE itself when it names none."""
-    if isinstance(value, str):
-        folded = value.strip().casefold()
-        for label in labels:
-            if label.strip().casefold() == folded:
-                return label
-    return value
-
-
-def _python_type(kind: OutputKind) -> Any:
-    if isinstance(kind, list):
-        return Annotated[Literal[tuple(kind)], BeforeValidator(partial(matching_label, kind))]
-    base = _PY_TYPES[kind.removesuffix(UNKNOWN)]
-    return base | None if kind.endswith(UNKNOWN) else base
-
-
-def _json_type(kind: OutputKind) -> dict[str, Any]:
-    if isinstance(kind, list):
-        return {"type": "string", "enum": list(kind)}
-    base = kind.removesuffix(UNKNOWN)
-    schema = ({"type": "array", "items": _JSON_TYPES[base[5:-1]]} if base.startswith("list[")
-              else dict(_JSON_TYPES[base]))
-    if kind.endswith(UNKNOWN):  # strict schemas require every field, so null stands for unknown
-        schema["type"] = [schema["type"], "null"]
-    return schema
 
 
 def extract_json(text: str) -> Any:

@@ -15,6 +15,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Paused, Running, State
 
 from augment_it import progress
+from augment_it.output_types import OutputSpec
 from augment_it.review import (
     ReviewInput,
     TimeoutOutcome,
@@ -82,7 +83,7 @@ async def review(out: str, policy: ReviewPolicy = "auto", approve_above: float |
         # The terminal of `augment run` too: at Prefect's default level the line above is lost in its
         # log lines there, and a quieter PREFECT_LOGGING_LEVEL hides it.
         progress.tell(waiting)
-        given = await ask_reviewer(frame, summary, timeout_seconds, earlier_ids, request.output_labels)
+        given = await ask_reviewer(frame, summary, timeout_seconds, earlier_ids, request.output_specs)
         decision = human_decision(given, request) if given else expired_decision(request)
     decision.earlier = earlier
     location = await save_decision(out, decision, processed, request.to_review if request else [])
@@ -104,7 +105,7 @@ def where_to_review(api_url: str) -> str:
 
 
 async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int,
-                       earlier: list[str], labels: dict[str, list[str]]) -> ReviewInput | None:
+                       earlier: list[str], specs: dict[str, OutputSpec]) -> ReviewInput | None:
     """Pause until a valid decision on FRAME arrives; an invalid one pauses again with what was wrong.
 
     The timeout covers all pauses together; None when it runs out.
@@ -129,7 +130,7 @@ async def ask_reviewer(frame: pd.DataFrame, summary: str, timeout_seconds: int,
         if form is None and (form := await leave_pause(pause_key)) is None:
             return None
         given = ReviewInput.model_validate(form.model_dump())
-        problems = decision_problems(given, frame, earlier, labels)
+        problems = decision_problems(given, frame, earlier, specs)
         if not problems:
             return given
         logger.warning("Review input rejected, waiting again: %s", "; ".join(problems))

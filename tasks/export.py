@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 import blocks.connectors  # noqa: F401  (lets ?block=NAME in a destination URI load a Prefect block)
 from augment_it.export import OUTCOMES, destination_sink, split_outcomes, summarize, summary_markdown
 from augment_it.layout import RunLayout, read_frame, read_json, remove, write_frame, write_json, write_text
+from augment_it.output_types import output_specs
 from augment_it.review import ReviewDecision, apply_decision, review_report
 from augment_it.settings import ExportFormat
 from blocks.templates import load_prompt_template
@@ -25,7 +26,8 @@ async def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[
     layout = RunLayout(out)
     processed = read_processed(out)
     decision = ReviewDecision.model_validate(read_json(layout.decision))
-    reviewed, audit = apply_decision(processed, decision)
+    declared = read_json(layout.process_report)["template"].get("output_types", {})
+    reviewed, audit = apply_decision(processed, decision, output_specs(declared))
     return processed, reviewed, audit
 
 

@@ -130,7 +130,7 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
     report = {
         "template": {"name": template.name, "version": template.version,
                      "provider": template.provider, "model": template.model,
-                     "output_fields": list(template.output_fields), "output_labels": template.output_labels},
+                     "output_fields": list(template.output_fields), "output_types": template.output_fields},
         "parts": [c["part"] for c in chunks],
         "ai": {"status": "skipped", "reason": plan.skip_reason} if plan.caller is None
         else {"status": "used", "provider": template.provider, "model": template.model},

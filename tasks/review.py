@@ -12,6 +12,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 
 from augment_it.layout import RunLayout, read_json, write_json, write_text
+from augment_it.output_types import OutputKind
 from augment_it.packet import PACKET_ROWS, packet_rows, packet_summary
 from augment_it.review import (
     ReviewDecision,
@@ -28,10 +29,10 @@ from augment_it.review_ledger import EarlierDecision, keyed, read_ledger, still_
 from augment_it.sheet import review_sheet, sheet_csv
 
 
-def output_fields(out: str) -> tuple[list[str], dict[str, list[str]]]:
-    """The fields the template fills, and those answered with one of a list of labels."""
+def output_fields(out: str) -> tuple[list[str], dict[str, OutputKind]]:
+    """The fields the template fills, and the types it declares for them."""
     template = read_json(RunLayout(out).process_report)["template"]
-    return list(template["output_fields"]), template.get("output_labels", {})
+    return list(template["output_fields"]), template.get("output_types", {})
 
 
 @task(name="load-processed", cache_policy=NO_CACHE)
@@ -56,13 +57,13 @@ async def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_ur
                          timeout_outcome: TimeoutOutcome, earlier: list[str]) -> ReviewRequest:
     """Split auto-approved from human-reviewed records, write the full sheet and pending.json."""
     auto_ids, human_ids = split_by_score(frame, approve_above)
-    fields, labels = output_fields(out)
+    fields, types = output_fields(out)
     sheet = review_sheet(frame, fields, human_ids)
     request = ReviewRequest(
         flow_run_id=flow_run_id, api_url=api_url, to_review=human_ids, auto_approved=auto_ids,
         earlier=earlier, flagged=int((sheet["flags"] != "").sum()) if not sheet.empty else 0,
         failed=len(frame) - len(auto_ids) - len(human_ids), approve_above=approve_above,
-        output_fields=fields, output_labels=labels, sheet=review_sheet_path(out),
+        output_fields=fields, output_types=types, sheet=review_sheet_path(out),
         timeout_seconds=timeout_seconds,
         timeout_outcome=timeout_outcome,
     )

@@ -231,15 +231,17 @@ def test_a_field_of_labels_is_answered_with_one_of_them(provider: str, llm, tmp_
     template = tmp_path / "sector.yaml"
     template.write_text(f"name: sector\nprovider: {provider}\nmodel: {MODELS[provider]}\n"
                         f"prompt: 'Sector of {{{{ name }}}}: {{{{ description }}}}'\n"
-                        f"output: {{sector: [{', '.join(labels)}]}}\n")
-    llm.script("Sector of Borealis Foods", '{"sector": "Food "}')
-    llm.script("Sector of Acme Robotics", '{"sector": "hardware"}')
-    llm.script("could not be used", '{"sector": "hardware"}')  # Acme's repair: no label again
+                        f"output:\n  sector: [{', '.join(labels)}]\n  sells: list[goods, services]\n")
+    llm.script("Sector of Borealis Foods", '{"sector": "Food ", "sells": ["Goods"]}')
+    llm.script("Sector of Acme Robotics", '{"sector": "hardware", "sells": []}')
+    llm.script("could not be used", '{"sector": "hardware", "sells": []}')  # Acme's repair: no label again
     summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id").result()
     ids = assert_every_record_once(tmp_path / "out", summary)
     assert ids["failed"] == ["c001"] and summary["exported"] == 7  # no input types: none quarantined
     exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
     assert exported.loc["c002", "sector"] == "food" and set(exported["sector"]) <= set(labels)
+    assert list(exported.loc["c002", "sells"]) == ["goods"]
+    assert {item for items in exported["sells"] for item in items} <= {"goods", "services"}
     failed = pd.read_parquet(tmp_path / "out" / "failed.parquet").iloc[0]
     assert "sector: Input should be 'robotics', 'food', 'software', 'health' or 'other'" in failed["_reason"]
     # Every request names the labels in its schema (the provider's mechanism; Groq's JSON mode has

@@ -112,7 +112,8 @@ def test_an_edit_must_name_one_of_a_labelled_fields_labels(tmp_path: Path) -> No
     """Labelling by hand where no model ran: a typo was exported as a label of its own."""
     template = tmp_path / "sector.yaml"
     template.write_text("name: sector\nmodel: gpt-4o-mini\nprompt: 'Sector of {{ name }}'\n"
-                        "output: {sector: [robotics, food, software, health]}\n")
+                        "output:\n  sector: [robotics, food, software, health]\n"
+                        "  sells: list[goods, services]\n")
     started = time.time()
     run = BackgroundRun(COMPANIES, template, tmp_path / "out", review_policy="cli", id_column="company_id",
                         settings=ProcessSettings(provider="none"))
@@ -124,11 +125,13 @@ def test_an_edit_must_name_one_of_a_labelled_fields_labels(tmp_path: Path) -> No
     assert refused.exit_code == 2, refused.output
     assert ("'Robotcs' is not a label of field 'sector' (record 'c001'): use one of robotics, food, "
             "software, health, or leave it blank") in " ".join(refused.output.split())
-    edits.write_text(json.dumps([{"id": "c001", "field": "sector", "value": "Robotics"}]))
+    edits.write_text(json.dumps([{"id": "c001", "field": "sector", "value": "Robotics"},
+                                 {"id": "c001", "field": "sells", "value": "Goods, services"}]))
     augment("approve", run_id, "--edits", str(edits), "--reviewer", "Ada")
     run.join(120)
     exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
     assert exported.loc["c001", "sector"] == "robotics" and exported["sector"].drop("c001").isna().all()
+    assert list(exported.loc["c001", "sells"]) == ["goods", "services"]  # a list, as the template declares
 
 
 def test_without_a_reachable_server_the_commands_say_so() -> None:

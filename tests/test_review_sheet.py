@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from augment_it.errors import UserInputError
+from augment_it.output_types import output_specs
 from augment_it.packet import packet_rows, packet_summary
 from augment_it.review import (
     RecordEdit,
@@ -333,20 +334,25 @@ def test_an_edit_of_a_list_field_is_read_as_the_json_the_sheet_shows(frame: pd.D
         "'1, 5' is not a valid JSON list ([1, 2]) for field 'sizes' of record 'a'"]
 
 
-def test_an_edit_of_a_labelled_field_must_name_one_of_its_labels(frame: pd.DataFrame) -> None:
-    """A field the template answers with one of a list of labels took any text a reviewer typed,
-    so a typo ('robotic') went out as a category of its own."""
-    request = request_for(frame).model_copy(update={"output_labels": {"industry": ["robotics", "food"]}})
-    edits = [RecordEdit(id=record_id, field="industry", value=value)
-             for record_id, value in (("a", "Food "), ("b", ""), ("c", "robotic"))]
+def test_an_edit_of_a_labelled_field_must_name_its_labels(frame: pd.DataFrame) -> None:
+    """A field the template answers with labels took any text a reviewer typed, so a typo
+    ('robotic') went out as a category of its own."""
+    specs = output_specs({"industry": ["robotics", "food"], "topics": "list[price, staff]"})
+    frame["topics"] = None  # no answers yet (no model ran): the declared type says it holds lists
+    edits = [RecordEdit(id=record_id, field=field, value=value) for record_id, field, value in (
+        ("a", "industry", "Food "), ("b", "industry", ""), ("a", "topics", "Staff, price"),
+        ("c", "industry", "robotic"), ("c", "topics", "staff, wages"))]
     given = ReviewInput(reviewer="Ada", edits=edits)
-    assert decision_problems(given, frame, labels=request.output_labels) == [
+    assert decision_problems(given, frame, specs=specs) == [
         "'robotic' is not a label of field 'industry' (record 'c'): use one of robotics, food, "
+        "or leave it blank",
+        "'staff, wages' is not a list of labels of field 'topics' (record 'c'): use any of price, staff, "
         "or leave it blank"]
-    assert decision_problems(given, frame) == []  # a field of free text takes it
-    fixed = ReviewInput(reviewer="Ada", edits=edits[:2])
-    reviewed = apply_decision(frame, human_decision(fixed, request))[0].set_index("_id")
+    assert decision_problems(given, frame) == []  # fields of free text take them
+    fixed = human_decision(ReviewInput(reviewer="Ada", edits=edits[:3]), request_for(frame))
+    reviewed = apply_decision(frame, fixed, specs)[0].set_index("_id")
     assert reviewed.at["a", "industry"] == "food" and pd.isna(reviewed.at["b", "industry"])
+    assert reviewed.at["a", "topics"] == ["staff", "price"]
 
 
 def test_a_sheet_with_unknown_rows_columns_or_decisions_is_refused(frame: pd.DataFrame) -> None:

@@ -64,24 +64,38 @@ def test_output_schema_and_parsing() -> None:
         template.parse_answer('{"summary": "s", "score": "high", "tags": []}')
 
 
-LABELLED = "name: t\nmodel: m\nprompt: hi\noutput: {sentiment: [positive, negative, neutral], note: string}\n"
+LABELLED = """name: t
+model: m
+prompt: hi
+output:
+  sentiment: [positive, negative, neutral]
+  topics: list[pricing, support, product]
+  mood: [calm, angry, null]
+"""
 
 
-def test_an_output_field_can_be_one_of_a_list_of_labels() -> None:
-    """Sorting answers into fixed labels (sentiment, a category) had no type: a free string let
-    the model answer 'Positive', 'mostly positive' or a sentence, one per record."""
+def test_an_output_field_can_be_one_or_any_of_a_list_of_labels() -> None:
+    """Sorting answers into fixed labels (sentiment, categories, a taxonomy's topics) had no type:
+    a free string let the model answer 'Positive', 'mostly positive' or a sentence, one per record."""
     template = parse_template(LABELLED)
-    assert template.json_schema()["properties"]["sentiment"] == {
-        "type": "string", "enum": ["positive", "negative", "neutral"]}
-    assert template.output_labels == {"sentiment": ["positive", "negative", "neutral"]}
+    properties = template.json_schema()["properties"]
+    assert properties["sentiment"] == {"type": "string", "enum": ["positive", "negative", "neutral"]}
+    assert properties["topics"] == {"type": "array",
+                                    "items": {"type": "string", "enum": ["pricing", "support", "product"]}}
+    assert properties["mood"] == {"type": ["string", "null"], "enum": ["calm", "angry"]}
     # Told in the prompt too, for the providers and servers that take no schema.
     assert build_request(template, {}).system == (
-        "Answer with a JSON object with exactly these fields: "
-        "sentiment (one of: positive, negative, neutral), note (string).")
+        "Answer with a JSON object with exactly these fields: sentiment (one of: positive, negative, "
+        "neutral), topics (any of: pricing, support, product), mood (one of: calm, angry, "
+        "or null if unknown).")
     # Case and spaces do not make another label; anything else is an answer to repair.
-    assert template.parse_answer('{"sentiment": " Negative", "note": "n"}')["sentiment"] == "negative"
+    answer = '{"sentiment": " Negative", "topics": ["Support", "pricing"], "mood": null}'
+    assert template.parse_answer(answer) == {"sentiment": "negative", "topics": ["support", "pricing"],
+                                             "mood": None}
     with pytest.raises(ValueError, match="sentiment: Input should be 'positive', 'negative' or 'neutral'"):
-        template.parse_answer('{"sentiment": "mixed", "note": "n"}')
+        template.parse_answer('{"sentiment": "mixed", "topics": [], "mood": "calm"}')
+    with pytest.raises(ValueError, match=r"topics\.1: Input should be 'pricing', 'support' or 'product'"):
+        template.parse_answer('{"sentiment": "neutral", "topics": ["pricing", "billing"], "mood": "calm"}')
 
 
 def test_an_output_field_can_allow_an_unknown_answer() -> None:
@@ -94,7 +108,7 @@ def test_an_output_field_can_allow_an_unknown_answer() -> None:
     assert properties["tags"] == {"type": ["array", "null"], "items": {"type": "string"}}
     assert template.json_schema()["required"] == ["founded", "tags", "summary"]
     assert build_request(template, {}).system.endswith(
-        "founded (integer or null if unknown), tags (list[string] or null if unknown), summary (string).")
+        "founded (integer, or null if unknown), tags (list[string], or null if unknown), summary (string).")
     assert template.parse_answer('{"founded": null, "tags": null, "summary": "s"}') == {
         "founded": None, "tags": None, "summary": "s"}
     assert template.parse_answer('{"founded": "1999", "tags": ["a"], "summary": "s"}')["founded"] == 1999
@@ -105,21 +119,23 @@ def test_an_output_field_can_allow_an_unknown_answer() -> None:
 @pytest.mark.parametrize(("output", "problem"), [
     ("{rating: [1, 2, 3]}",
      "field 'rating': label 1 is not text; quote the labels (rating: ['1', '2', '3'])"),
-    ("{sentiment: []}", "field 'sentiment' lists no labels"),
+    ("{sentiment: []}", "field 'sentiment' lists no labels: an answer needs two or more to pick from"),
+    ("{sentiment: [good, null]}", "field 'sentiment' lists one label only: an answer needs two or more to "
+                                  "pick from"),
     ("{sentiment: [good, '']}", "field 'sentiment' has an empty label"),
-    ("{sentiment: [Good, good]}",
-     "field 'sentiment' lists 'Good' and 'good', which an answer cannot tell apart"),
+    ("{topics: 'list[a, b, A]'}", "field 'topics' lists 'a' and 'A', which an answer cannot tell apart"),
     ("{sentiment: enum}",
-     "field 'sentiment': 'enum' is no output type: use one of string, integer, number, boolean, "
-     "list[string], list[integer], list[number], list[boolean], with 'or null' after it when the answer "
-     "may be unknown (sentiment: integer or null), or a list of labels for the answer to pick one of "
-     "(sentiment: [positive, negative, neutral])"),
+     "field 'sentiment': 'enum' is no output type: use string, integer, number, boolean or a list of one "
+     "(list[string]), one of a list of labels (sentiment: [positive, negative]) or any of them "
+     "(sentiment: list[pricing, support]), with 'or null' after it when the answer may be unknown "
+     "(sentiment: integer or null)"),
+    ("{tags: 'list[strng]'}", "field 'tags': 'list[strng]' is no output type: use string"),
 ])
 def test_a_list_of_labels_that_cannot_be_told_apart_or_an_unknown_type_is_refused(output: str,
                                                                                    problem: str) -> None:
     with pytest.raises(TemplateError) as raised:
         parse_template(f"name: t\nmodel: m\nprompt: hi\noutput: {output}\n")
-    assert str(raised.value) == f"<template>: output: {problem}"
+    assert str(raised.value).startswith(f"<template>: output: {problem}")
 
 
 def test_plain_text_template_fills_a_field_named_after_it() -> None:

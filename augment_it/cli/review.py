@@ -142,7 +142,7 @@ def _check(given: ReviewInput, run: review_client.ReviewRun,
         except (OSError, ValueError, KeyError):
             return  # the run checks again and pauses anew with the reason
     if data is not None and (problems := decision_problems(given, data[1], data[0].earlier,
-                                                           data[0].output_labels)):
+                                                           data[0].output_specs)):
         fail("; ".join(problems))
 
 
