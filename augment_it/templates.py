@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Self
+from typing import Any, Self, cast, get_args
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
@@ -23,7 +23,7 @@ from pydantic import (
 
 from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError, yaml_error_text
-from augment_it.output_types import OutputKind, OutputSpec, output_specs
+from augment_it.output_types import UNKNOWN, OutputKind, OutputSpec, output_specs
 from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
 
@@ -49,7 +49,8 @@ class PromptTemplate(BaseModel):
     system: str | None = None
     prompt: str
     output: dict[str, OutputKind] | None = None
-    input: dict[str, FieldType] | None = None  # fields records must have, with their types
+    # Fields records must have, with their types; one followed by 'or null' may be empty.
+    input: dict[str, str] | None = None
     temperature: float | None = None
     top_p: float | None = None  # nucleus sampling; ranges per provider (providers.PROVIDERS)
     max_tokens: int = Field(1024, gt=0)
@@ -73,6 +74,16 @@ class PromptTemplate(BaseModel):
             OutputSpec.parse(str(key), kind)
         return value
 
+    @field_validator("input")
+    @classmethod
+    def _input_kinds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, kind in (value or {}).items():
+            if kind.removesuffix(UNKNOWN) not in get_args(FieldType):
+                raise ValueError(f"field {key!r}: {kind!r} is no input type: use "
+                                 f"{', '.join(get_args(FieldType))}, with 'or null' after it when a "
+                                 f"record may leave the field empty ({key}: url or null)")
+        return value
+
     @field_validator("output")
     @classmethod
     def _output_names(cls, value: dict[str, OutputKind] | None) -> dict[str, OutputKind] | None:
@@ -92,6 +103,17 @@ class PromptTemplate(BaseModel):
                     raise ValueError(f"{what} {key!r} is taken by {owner} ({', '.join(names)}); "
                                      f"name it otherwise, e.g. '{key}_ai'")
         return self
+
+    @property
+    def input_types(self) -> dict[str, FieldType]:
+        """The type of each input field (checked where a record has a value)."""
+        inputs = self.input or {}
+        return {name: cast(FieldType, kind.removesuffix(UNKNOWN)) for name, kind in inputs.items()}
+
+    @property
+    def required_inputs(self) -> list[str]:
+        """The input fields a record must have a value in."""
+        return [name for name, kind in (self.input or {}).items() if not kind.endswith(UNKNOWN)]
 
     @property
     def text_field(self) -> str:

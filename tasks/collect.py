@@ -20,8 +20,10 @@ from tasks.failures import fails_cleanly
 @fails_cleanly
 async def resolve_schema(id_column: str | None, template: str | None) -> RecordSchema:
     """Required fields and types come from the template's `input` section, if it has one."""
-    declared = load_prompt_template(template).input if template else None
-    return RecordSchema(id_column=id_column, required=list(declared or {}), types=dict(declared or {}))
+    if not template:
+        return RecordSchema(id_column=id_column)
+    declared = load_prompt_template(template)
+    return RecordSchema(id_column=id_column, required=declared.required_inputs, types=declared.input_types)
 
 
 @task(name="read-source", cache_policy=NO_CACHE)

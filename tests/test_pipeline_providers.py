@@ -269,6 +269,28 @@ def test_a_field_the_model_may_leave_unknown_keeps_what_the_record_had(llm, tmp_
         "type": ["integer", "null"]}
 
 
+def test_an_input_field_declared_or_null_is_checked_where_it_has_a_value(llm, tmp_path: Path) -> None:
+    """A declared input type also made its field required: to check the websites a list has, every
+    company without one was quarantined; 'url or null' checks the values there and lets blanks by."""
+    source = tmp_path / "companies.csv"
+    source.write_text("id,name,website,employees\n1,Acme,https://acme.example,12\n2,Borealis,,7\n"
+                      "3,Cobalt,not-a-url,5\n4,Delta,https://delta.example,\n")
+    template = tmp_path / "about.yaml"
+    template.write_text("name: about\nmodel: gpt-4o-mini\n"
+                        "prompt: \"About {{ name }} ({{ website | default('no website') }})\"\n"
+                        "input: {name: string, website: url or null, employees: integer or null}\n"
+                        "output: {summary: string}\n")
+    summary = run_pipeline(source, template, tmp_path / "out", id_column="id").result()
+    ids = assert_every_record_once(tmp_path / "out", summary)
+    assert sorted(ids["exported"]) == ["1", "2", "4"] and ids["quarantined"] == ["3"]
+    quarantined = pd.read_parquet(tmp_path / "out" / "quarantined.parquet")
+    assert quarantined["_reason"].tolist() == [
+        "companies.csv:4: field 'website' = 'not-a-url' is not a valid url"]
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert exported.loc["2", "summary"].startswith("summary of About Borealis (no website)")
+    assert pd.api.types.is_integer_dtype(exported["employees"]) and pd.isna(exported.loc["4", "employees"])
+
+
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
     llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
     state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")

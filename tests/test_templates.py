@@ -138,6 +138,16 @@ def test_a_list_of_labels_that_cannot_be_told_apart_or_an_unknown_type_is_refuse
     assert str(raised.value).startswith(f"<template>: output: {problem}")
 
 
+def test_an_input_field_may_be_declared_empty_or_of_its_type() -> None:
+    template = parse_template("name: t\nmodel: m\nprompt: hi\ninput: {name: string, site: url or null}\n")
+    assert template.required_inputs == ["name"] and template.input_types == {"name": "string", "site": "url"}
+    with pytest.raises(TemplateError) as raised:
+        parse_template("name: t\nmodel: m\nprompt: hi\ninput: {site: uri}\n")
+    assert str(raised.value) == (
+        "<template>: input: field 'site': 'uri' is no input type: use string, integer, number, boolean, "
+        "date, url, with 'or null' after it when a record may leave the field empty (site: url or null)")
+
+
 def test_plain_text_template_fills_a_field_named_after_it() -> None:
     template = parse_template("name: one-liner\nmodel: m\nprompt: hi")
     assert template.output_fields == {"one_liner": "string"}
