@@ -71,6 +71,8 @@ class OutputSpec:
         schema = {"type": "array", "items": item} if self.many else item
         if self.nullable:  # strict schemas require every field, so null stands for unknown
             schema["type"] = [schema["type"], "null"]
+            if "enum" in schema:  # an enum without null would still rule it out
+                schema["enum"] = [*schema["enum"], None]
         return schema
 
     def describe(self) -> str:

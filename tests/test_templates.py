@@ -82,7 +82,7 @@ def test_an_output_field_can_be_one_or_any_of_a_list_of_labels() -> None:
     assert properties["sentiment"] == {"type": "string", "enum": ["positive", "negative", "neutral"]}
     assert properties["topics"] == {"type": "array",
                                     "items": {"type": "string", "enum": ["pricing", "support", "product"]}}
-    assert properties["mood"] == {"type": ["string", "null"], "enum": ["calm", "angry"]}
+    assert properties["mood"] == {"type": ["string", "null"], "enum": ["calm", "angry", None]}
     # Told in the prompt too, for the providers and servers that take no schema.
     assert build_request(template, {}).system == (
         "Answer with a JSON object with exactly these fields: sentiment (one of: positive, negative, "
