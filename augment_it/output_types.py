@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 BASE_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 UNKNOWN = " or null"  # after a type: null is an answer, meaning the model does not know
@@ -61,6 +61,8 @@ class OutputSpec:
         if self.labels:
             item = Annotated[Literal[self.labels], BeforeValidator(partial(matching_label, self.labels))]
         value = list[item] if self.many else item  # type: ignore[valid-type]
+        if self.many and self.labels:  # a label named twice ('Support', 'support') counts once
+            value = Annotated[value, AfterValidator(_once_each)]
         return value | None if self.nullable else value
 
     def json_schema(self) -> dict[str, Any]:
@@ -97,6 +99,10 @@ def matching_label(labels: tuple[str, ...], value: Any) -> Any:
             if label.casefold() == folded:
                 return label
     return value
+
+
+def _once_each(labels: list[str]) -> list[str]:
+    return list(dict.fromkeys(labels))
 
 
 def _checked_labels(field: str, labels: list[Any]) -> tuple[str, ...]:

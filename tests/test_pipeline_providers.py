@@ -291,6 +291,21 @@ def test_an_input_field_declared_or_null_is_checked_where_it_has_a_value(llm, tm
     assert pd.api.types.is_integer_dtype(exported["employees"]) and pd.isna(exported.loc["4", "employees"])
 
 
+def test_the_survey_example_sorts_each_answer_into_its_labels(llm, tmp_path: Path) -> None:
+    summary = run_pipeline(EXAMPLES / "data" / "survey.csv", EXAMPLES / "templates" / "survey-sentiment.yaml",
+                           tmp_path, id_column="response_id").result()
+    ids = assert_every_record_once(tmp_path, summary)
+    assert sorted(ids["quarantined"]) == ["r007", "r008"] and len(ids["exported"]) == 6
+    assert summary["quarantine_reasons"] == [
+        "survey.csv:8: required field 'answer' is empty",
+        "survey.csv:9: field 'submitted' = 'last week' is not a valid date"]
+    exported = pd.read_parquet(tmp_path / "exported.parquet")
+    assert set(exported["sentiment"]) <= {"positive", "negative", "mixed", "neutral"}
+    assert {topic for topics in exported["topics"] for topic in topics} <= {
+        "pricing", "support", "product", "onboarding", "other"}
+    assert all(len(set(topics)) == len(topics) for topics in exported["topics"])  # each label once
+
+
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
     llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
     state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")

@@ -89,7 +89,7 @@ def test_an_output_field_can_be_one_or_any_of_a_list_of_labels() -> None:
         "neutral), topics (any of: pricing, support, product), mood (one of: calm, angry, "
         "or null if unknown).")
     # Case and spaces do not make another label; anything else is an answer to repair.
-    answer = '{"sentiment": " Negative", "topics": ["Support", "pricing"], "mood": null}'
+    answer = '{"sentiment": " Negative", "topics": ["Support", "pricing", "support"], "mood": null}'
     assert template.parse_answer(answer) == {"sentiment": "negative", "topics": ["support", "pricing"],
                                              "mood": None}
     with pytest.raises(ValueError, match="sentiment: Input should be 'positive', 'negative' or 'neutral'"):
