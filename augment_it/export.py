@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from augment_it.enrichers import ENRICHED_FIELDS
-from augment_it.records import AI_STATUS, REASON
+from augment_it.output_types import OutputKind, output_specs
+from augment_it.records import AI_STATUS, REASON, is_missing
 from augment_it.review import REVIEW_STATUS
 from augment_it.sinks import Sink, open_sink
 
@@ -43,6 +45,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines += ["", "Review: **{status}** ({comment})".format(**summary["review"])]
     if earlier := summary["review"].get("earlier_decisions"):
         lines += ["", f"{earlier} records kept the decision a reviewer made in an earlier run."]
+    for field, counts in summary.get("labels", {}).items():
+        lines += ["", f"`{field}`: " + ", ".join(f"{label} **{n}**" for label, n in counts.items())]
     why = [f"- failed {count}x: `{_code(reason)}`" for reason, count in summary["failure_reasons"].items()]
     why += [f"- quarantined: `{_code(reason)}`" for reason in summary["quarantine_reasons"]]
     return "\n".join([*lines, *(["", "## Why", "", *why] if why else [])])
@@ -79,6 +83,7 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
     counts = {name: len(frame) for name, frame in outcomes.items()}
     collected = len(processed) + counts["quarantined"]
     usage = process_report.get("usage", {})
+    declared = process_report.get("template", {}).get("output_types", {})
     return {
         "collected": collected,
         "quarantined": counts["quarantined"],
@@ -101,4 +106,20 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "failure_reasons": commonest_reasons(outcomes["failed"][REASON]) if counts["failed"] else {},
         "quarantine_reasons": outcomes["quarantined"][REASON].head(3).tolist()
         if counts["quarantined"] else [],
+        "labels": label_counts(outcomes["exported"], declared),
     }
+
+
+def label_counts(exported: pd.DataFrame, declared: Mapping[str, OutputKind]) -> dict[str, dict[str, int]]:
+    """For each output field of labels, how many exported records carry each label, in the order
+    the template lists them (a list of labels counts each of its own)."""
+    counts: dict[str, dict[str, int]] = {}
+    for name, spec in output_specs(declared).items():
+        if not spec.labels or name not in exported.columns:
+            continue
+        tally: Counter[str] = Counter()
+        for value in exported[name]:
+            tally.update(item for item in (value if spec.many and not is_missing(value) else [value])
+                         if not is_missing(item))
+        counts[name] = {label: tally[label] for label in spec.labels}
+    return counts

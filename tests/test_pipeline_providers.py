@@ -304,6 +304,8 @@ def test_the_survey_example_sorts_each_answer_into_its_labels(llm, tmp_path: Pat
     assert {topic for topics in exported["topics"] for topic in topics} <= {
         "pricing", "support", "product", "onboarding", "other"}
     assert all(len(set(topics)) == len(topics) for topics in exported["topics"])  # each label once
+    assert sum(summary["labels"]["sentiment"].values()) == 6
+    assert list(summary["labels"]["topics"]) == ["pricing", "support", "product", "onboarding", "other"]
 
 
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:

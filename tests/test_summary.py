@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from augment_it.export import commonest_reasons
+from augment_it.export import commonest_reasons, label_counts, summary_markdown
 
 
 def test_reasons_that_differ_only_by_record_count_as_one() -> None:
@@ -23,3 +23,19 @@ def test_reasons_that_differ_only_by_record_count_as_one() -> None:
         # Names are short: a reason shared word for word is shown whole, one that names another
         # field is another reason.
         "template 't' needs field 'website', which this record lacks": 2}
+
+
+def test_the_summary_counts_the_exported_records_per_label() -> None:
+    """Sorting survey answers into labels ended with no word of how many took each one."""
+    exported = pd.DataFrame({"sentiment": ["positive", "mixed", None, "positive"],
+                             "topics": [["pricing", "support"], [], None, ["support"]],
+                             "note": ["a", "b", "c", "d"]})
+    declared = {"sentiment": ["positive", "negative", "mixed"], "topics": "list[pricing, support]",
+                "note": "string", "absent": ["x", "y"]}
+    counts = label_counts(exported, declared)
+    assert counts == {"sentiment": {"positive": 2, "negative": 0, "mixed": 1},
+                      "topics": {"pricing": 1, "support": 2}}
+    summary = {"collected": 4, "quarantined": 0, "failed": 0, "rejected": 0, "exported": 4,
+               "review": {"status": "auto", "comment": "auto-approved"}, "failure_reasons": {},
+               "quarantine_reasons": [], "labels": counts}
+    assert "`sentiment`: positive **2**, negative **0**, mixed **1**" in summary_markdown(summary)

@@ -224,6 +224,9 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
             console.print(f"[red]{not_sent} call(s) not sent[/red]: the provider could not be reached, or "
                           "refused the key, the model or the quota, as it would every call; a rerun "
                           "sends them")
+    for field, counts in summary.get("labels", {}).items():
+        console.print(f"exported {field}: " + ", ".join(f"{label} {n}" for label, n in counts.items()),
+                      markup=False)
     if earlier := summary["review"].get("earlier_decisions"):
         console.print(f"review: {earlier} record(s) kept the decision a reviewer made in an earlier run "
                       "(--review-again to decide them anew)")
