@@ -7,11 +7,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.output_types import OutputKind, output_specs
-from augment_it.records import AI_STATUS, REASON, is_missing
+from augment_it.records import AI_STATUS, REASON
 from augment_it.review import REVIEW_STATUS
 from augment_it.sinks import Sink, open_sink
 
@@ -119,7 +120,8 @@ def label_counts(exported: pd.DataFrame, declared: Mapping[str, OutputKind]) -> 
             continue
         tally: Counter[str] = Counter()
         for value in exported[name]:
-            tally.update(item for item in (value if spec.many and not is_missing(value) else [value])
-                         if not is_missing(item))
+            # A record the model did not answer keeps its own value there, of whatever shape.
+            items = value if isinstance(value, list | tuple | np.ndarray) else [value]
+            tally.update(item for item in items if isinstance(item, str))
         counts[name] = {label: tally[label] for label in spec.labels}
     return counts

@@ -256,7 +256,7 @@ def coerce(value: str, column: pd.Series, spec: OutputSpec | None = None) -> Any
     values = [matching_label(spec.labels, item) for item in (typed if isinstance(typed, list) else [typed])]
     if any(item not in spec.labels for item in values):
         return MISFIT
-    return values if isinstance(typed, list) else values[0]
+    return list(dict.fromkeys(values)) if isinstance(typed, list) else values[0]
 
 
 def _typed(value: str, column: pd.Series, spec: OutputSpec | None) -> Any:

@@ -340,7 +340,7 @@ def test_an_edit_of_a_labelled_field_must_name_its_labels(frame: pd.DataFrame) -
     specs = output_specs({"industry": ["robotics", "food"], "topics": "list[price, staff]"})
     frame["topics"] = None  # no answers yet (no model ran): the declared type says it holds lists
     edits = [RecordEdit(id=record_id, field=field, value=value) for record_id, field, value in (
-        ("a", "industry", "Food "), ("b", "industry", ""), ("a", "topics", "Staff, price"),
+        ("a", "industry", "Food "), ("b", "industry", ""), ("a", "topics", "Staff, price, staff"),
         ("c", "industry", "robotic"), ("c", "topics", "staff, wages"))]
     given = ReviewInput(reviewer="Ada", edits=edits)
     assert decision_problems(given, frame, specs=specs) == [

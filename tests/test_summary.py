@@ -27,14 +27,15 @@ def test_reasons_that_differ_only_by_record_count_as_one() -> None:
 
 def test_the_summary_counts_the_exported_records_per_label() -> None:
     """Sorting survey answers into labels ended with no word of how many took each one."""
-    exported = pd.DataFrame({"sentiment": ["positive", "mixed", None, "positive"],
-                             "topics": [["pricing", "support"], [], None, ["support"]],
-                             "note": ["a", "b", "c", "d"]})
+    # The last record was not answered (no model ran): it keeps its source's values, of any shape.
+    exported = pd.DataFrame({"sentiment": ["positive", "mixed", None, "positive", {"own": 1}],
+                             "topics": [["pricing", "support"], [], None, ["support", "Pricing"], "pricing"],
+                             "note": ["a", "b", "c", "d", "e"]})
     declared = {"sentiment": ["positive", "negative", "mixed"], "topics": "list[pricing, support]",
                 "note": "string", "absent": ["x", "y"]}
     counts = label_counts(exported, declared)
     assert counts == {"sentiment": {"positive": 2, "negative": 0, "mixed": 1},
-                      "topics": {"pricing": 1, "support": 2}}
+                      "topics": {"pricing": 2, "support": 2}}
     summary = {"collected": 4, "quarantined": 0, "failed": 0, "rejected": 0, "exported": 4,
                "review": {"status": "auto", "comment": "auto-approved"}, "failure_reasons": {},
                "quarantine_reasons": [], "labels": counts}
