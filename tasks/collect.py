@@ -22,8 +22,8 @@ async def resolve_schema(id_column: str | None, template: str | None) -> RecordS
     """Required fields and types come from the template's `input` section, if it has one."""
     if not template:
         return RecordSchema(id_column=id_column)
-    declared = load_prompt_template(template)
-    return RecordSchema(id_column=id_column, required=declared.required_inputs, types=declared.input_types)
+    prompt = load_prompt_template(template)
+    return RecordSchema(id_column=id_column, required=prompt.required_inputs, types=prompt.input_types)
 
 
 @task(name="read-source", cache_policy=NO_CACHE)
