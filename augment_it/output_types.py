@@ -61,8 +61,10 @@ class OutputSpec:
         if self.labels:
             item = Annotated[Literal[self.labels], BeforeValidator(partial(matching_label, self.labels))]
         value = list[item] if self.many else item  # type: ignore[valid-type]
-        if self.many and self.labels:  # a label named twice ('Support', 'support') counts once
-            value = Annotated[value, AfterValidator(_once_each)]
+        if self.many and self.labels:
+            # Models held to JSON but not to the schema (JSON mode) often write the labels as one
+            # text, 'pricing, support'; and a label named twice ('Support', 'support') counts once.
+            value = Annotated[value, BeforeValidator(_items_of_text), AfterValidator(_once_each)]
         return value | None if self.nullable else value
 
     def json_schema(self) -> dict[str, Any]:
@@ -99,6 +101,10 @@ def matching_label(labels: tuple[str, ...], value: Any) -> Any:
             if label.casefold() == folded:
                 return label
     return value
+
+
+def _items_of_text(value: Any) -> Any:
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
 
 def _once_each(labels: list[str]) -> list[str]:

@@ -92,6 +92,8 @@ def test_an_output_field_can_be_one_or_any_of_a_list_of_labels() -> None:
     answer = '{"sentiment": " Negative", "topics": ["Support", "pricing", "support"], "mood": null}'
     assert template.parse_answer(answer) == {"sentiment": "negative", "topics": ["support", "pricing"],
                                              "mood": None}
+    assert template.parse_answer('{"sentiment": "neutral", "topics": "Pricing, support", "mood": "calm"}')[
+        "topics"] == ["pricing", "support"]  # JSON mode: the labels as one text
     with pytest.raises(ValueError, match="sentiment: Input should be 'positive', 'negative' or 'neutral'"):
         template.parse_answer('{"sentiment": "mixed", "topics": [], "mood": "calm"}')
     with pytest.raises(ValueError, match=r"topics\.1: Input should be 'pricing', 'support' or 'product'"):
