@@ -81,11 +81,13 @@ class OutputSpec:
 
     def describe(self) -> str:
         """The type as the prompt names it."""
-        if self.labels:
-            text = f"{'any' if self.many else 'one'} of: {', '.join(self.labels)}"
-        else:
-            text = f"list[{self.base}]" if self.many else self.base
+        plain = f"list[{self.base}]" if self.many else self.base
+        text = self.choice() if self.labels else plain
         return f"{text}, or null if unknown" if self.nullable else text
+
+    def choice(self) -> str:
+        """The labels and how many of them a value takes."""
+        return f"{'any' if self.many else 'one'} of: {', '.join(self.labels)}"
 
 
 def output_specs(kinds: Mapping[str, OutputKind]) -> dict[str, OutputSpec]:

@@ -92,6 +92,7 @@ def packet_summary(frame: pd.DataFrame, rows: list[dict[str, Any]], request: Rev
     lines += [
         "",
         "Approve the batch, or list the ids to reject; an edit changes one field of one record.",
+        *(["", hint] if (hint := labels_hint(request)) else []),
         "The table artifact `review-packet` lists them, flagged first"
         + (f" (the first {PACKET_ROWS})." if len(rows) > PACKET_ROWS else "."),
     ]
@@ -110,6 +111,16 @@ def packet_summary(frame: pd.DataFrame, rows: list[dict[str, Any]], request: Rev
         lines += ["", "Failed (first 5):"]
         lines += [f"- `{r[ID]}`: {r[REASON]}" for r in failed.head(5).to_dict(orient="records")]
     return "\n".join(lines)
+
+
+def labels_hint(request: ReviewRequest) -> str | None:
+    """What an edit of each field of labels may say, or None when the template declares none."""
+    labelled = {name: spec for name, spec in request.output_specs.items() if spec.labels}
+    if not labelled:
+        return None
+    fields = "; ".join(f"`{name}` {spec.choice()}" for name, spec in labelled.items())
+    lists = ", a list's between commas" if any(spec.many for spec in labelled.values()) else ""
+    return f"An edit of a field of labels names them ({fields}){lists}; a blank one clears the field."
 
 
 def _compact(row: dict[str, Any], output_fields: list[str]) -> dict[str, Any]:

@@ -119,6 +119,8 @@ def test_an_edit_must_name_one_of_a_labelled_fields_labels(tmp_path: Path) -> No
                         settings=ProcessSettings(provider="none"))
     run.start()
     run_id = str(asyncio.run(paused_review_run(after=started)))
+    assert ("An edit of a field of labels names them (sector one of: robotics, food, software, health; "
+            "sells any of: goods, services)") in augment("show", run_id)
     edits = tmp_path / "edits.json"
     edits.write_text(json.dumps([{"id": "c001", "field": "sector", "value": "Robotcs"}]))
     refused = runner.invoke(app, ["review", "approve", run_id, "--edits", str(edits), "--reviewer", "Ada"])

@@ -349,6 +349,12 @@ def test_an_edit_of_a_labelled_field_must_name_its_labels(frame: pd.DataFrame) -
         "'staff, wages' is not a list of labels of field 'topics' (record 'c'): use any of price, staff, "
         "or leave it blank"]
     assert decision_problems(given, frame) == []  # fields of free text take them
+    # The form says what such an edit may name, before a reviewer types one.
+    request = request_for(frame).model_copy(update={"output_types": {"industry": ["robotics", "food"],
+                                                                     "topics": "list[price, staff]"}})
+    assert ("An edit of a field of labels names them (`industry` one of: robotics, food; `topics` any of: "
+            "price, staff), a list's between commas; a blank one clears the field.") in packet_summary(
+        frame, packet_rows(frame, OUTPUTS), request)
     fixed = human_decision(ReviewInput(reviewer="Ada", edits=edits[:3]), request_for(frame))
     reviewed = apply_decision(frame, fixed, specs)[0].set_index("_id")
     assert reviewed.at["a", "industry"] == "food" and pd.isna(reviewed.at["b", "industry"])

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from augment_it.cli import review_client
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import UserInputError
-from augment_it.packet import packet_rows
+from augment_it.packet import labels_hint, packet_rows
 from augment_it.review import (
     ReviewInput,
     ReviewRequest,
@@ -60,6 +60,8 @@ def show(run_id: RunId, rows: Annotated[int, typer.Option(help="Records to list"
     typer.echo(f"{len(request.to_review)} records to review, {request.flagged} flagged, "
                f"{len(request.auto_approved)} auto-approved{threshold}, {request.failed} failed"
                + (f", {len(request.earlier)} keep an earlier run's decision" if request.earlier else ""))
+    if hint := labels_hint(request):
+        typer.echo(hint.replace("`", ""))
     records = packet_rows(frame, request.output_fields, request.to_review)
     if records:
         typer.echo(f"\nrecords under review, flagged first ({min(rows, len(records))} of {len(records)}):")
