@@ -121,3 +121,30 @@ async def form_description(run_id: UUID) -> str:
             except httpx.HTTPStatusError:
                 await asyncio.sleep(0.5)
     raise TimeoutError("the paused run saved no form description")
+
+
+def test_an_edit_naming_no_label_is_refused_by_the_paused_run_itself(tmp_path: Path) -> None:
+    """The Prefect UI's form (or any REST client) reaches the run without the CLI's checks."""
+    from augment_it.cli.review_client import submit
+    from augment_it.review import RecordEdit, ReviewInput
+
+    template = tmp_path / "sector.yaml"
+    template.write_text("name: sector\nmodel: gpt-4o-mini\nprompt: 'Sector of {{ name }}'\n"
+                        "output: {sector: [robotics, food]}\n")
+    started = time.time()
+    run = BackgroundRun(COMPANIES, template, tmp_path / "out", review_policy="ui", id_column="company_id",
+                        settings=ProcessSettings(provider="none"))
+    run.start()
+    run_id = asyncio.run(paused_review_run(after=started))
+    assert "`sector` one of: robotics, food" in asyncio.run(form_description(run_id))
+    typo = RecordEdit(id="c001", field="sector", value="robotic")
+    asyncio.run(submit(str(run_id), ReviewInput(reviewer="Ada", edits=[typo])))
+    asyncio.run(wait_for_pause_number(run_id, 2))
+    assert ("- 'robotic' is not a label of field 'sector' (record 'c001'): use one of robotics, food, "
+            "or leave it blank") in asyncio.run(form_description(run_id))
+    fixed = RecordEdit(id="c001", field="sector", value="ROBOTICS")
+    asyncio.run(submit(str(run_id), ReviewInput(reviewer="Ada", edits=[fixed])))
+    run.join(120)
+    assert run.state is not None and run.state.is_completed(), run.state
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert exported.loc["c001", "sector"] == "robotics"
