@@ -118,8 +118,9 @@ def _checked_labels(field: str, labels: list[Any]) -> tuple[str, ...]:
     seen: dict[str, str] = {}
     for label in labels:
         if not isinstance(label, str):
+            written = [str(item).lower() if isinstance(item, bool) else str(item) for item in labels]
             raise ValueError(f"field {field!r}: label {label!r} is not text; quote the labels "
-                             f"({field}: ['1', '2', '3'])")
+                             f"({field}: {written})")
         if not label.strip():
             raise ValueError(f"field {field!r} has an empty label")
         if (folded := label.strip().casefold()) in seen:

@@ -32,6 +32,18 @@ WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
+class TemplateLoader(yaml.SafeLoader):
+    """YAML with only true and false as booleans, as in YAML 1.2. PyYAML follows YAML 1.1, which
+    also reads yes, no, on and off as booleans: the labels [yes, no] became [True, False]."""
+
+
+TemplateLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+TemplateLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 class TemplateError(UserInputError):
     """A template file that cannot be used at all."""
 
@@ -228,7 +240,7 @@ def load_template(path: str) -> PromptTemplate:
 
 def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=TemplateLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise TemplateError(f"{origin}: not valid YAML: {yaml_error_text(exc)}") from exc
     if not isinstance(data, dict):

@@ -100,6 +100,14 @@ def test_an_output_field_can_be_one_or_any_of_a_list_of_labels() -> None:
         template.parse_answer('{"sentiment": "neutral", "topics": ["pricing", "billing"], "mood": "calm"}')
 
 
+def test_yes_and_no_are_labels_not_booleans() -> None:
+    """YAML 1.1 reads yes, no, on and off as booleans: the most common labels of all, [yes, no],
+    were refused as 'True is not text'."""
+    template = parse_template("name: t\nmodel: m\nprompt: hi\n"
+                              "output: {complaint: [yes, no], light: [on, off]}\n")
+    assert [spec.labels for spec in template.output_specs.values()] == [("yes", "no"), ("on", "off")]
+
+
 def test_an_output_field_can_allow_an_unknown_answer() -> None:
     """Strict schemas require every field, so a model that did not know a company's founding year
     had to make one up: the only way to say 'unknown' was a number."""
@@ -121,6 +129,8 @@ def test_an_output_field_can_allow_an_unknown_answer() -> None:
 @pytest.mark.parametrize(("output", "problem"), [
     ("{rating: [1, 2, 3]}",
      "field 'rating': label 1 is not text; quote the labels (rating: ['1', '2', '3'])"),
+    ("{valid: [true, false]}",
+     "field 'valid': label True is not text; quote the labels (valid: ['true', 'false'])"),
     ("{sentiment: []}", "field 'sentiment' lists no labels: an answer needs two or more to pick from"),
     ("{sentiment: [good, null]}", "field 'sentiment' lists one label only: an answer needs two or more to "
                                   "pick from"),
