@@ -26,22 +26,11 @@ from augment_it.errors import UserInputError, yaml_error_text
 from augment_it.output_types import UNKNOWN, OutputKind, OutputSpec, output_specs
 from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
+from augment_it.yaml_core import CoreLoader
 
 WRITTEN_BESIDE_ANSWERS = {"the built-in enrichers": ENRICHED_FIELDS, "the review": REVIEW_COLUMNS,
                           "the review sheet": PACKET_COLUMNS}
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-
-
-class TemplateLoader(yaml.SafeLoader):
-    """YAML with only true and false as booleans, as in YAML 1.2. PyYAML follows YAML 1.1, which
-    also reads yes, no, on and off as booleans: the labels [yes, no] became [True, False]."""
-
-
-TemplateLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-TemplateLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 class TemplateError(UserInputError):
@@ -240,7 +229,7 @@ def load_template(path: str) -> PromptTemplate:
 
 def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     try:
-        data = yaml.load(text, Loader=TemplateLoader)  # a SafeLoader
+        data = yaml.load(text, Loader=CoreLoader)  # a SafeLoader: [yes, no] are labels, not booleans
     except yaml.YAMLError as exc:
         raise TemplateError(f"{origin}: not valid YAML: {yaml_error_text(exc)}") from exc
     if not isinstance(data, dict):

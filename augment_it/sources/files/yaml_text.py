@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -13,24 +12,14 @@ from augment_it.records import InputError
 from augment_it.sources import SourceRead
 from augment_it.sources.files.documents import RepeatedKeys, add_items
 from augment_it.sources.files.text import SURROGATE, bad_char, refusal_advice
+from augment_it.yaml_core import CoreLoader
 
 MAX_YAML_NODES = 1_000_000  # an alias bomb expands far past this; a real list of records does not
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema scalars, refusing aliases that expand past
-    MAX_YAML_NODES nodes.
-
-    YAML 1.1 (PyYAML's default) reads `NO`, `on` and `yes` as booleans, `01234` as octal, `1:30`
-    as sexagesimal and dates as timestamps; in records these are country codes, zip codes and
-    text, so only `true`/`false`, decimal ints without leading zeros, `0o` octal and decimal
-    floats are resolved, and everything else stays the string it was written as.
-    """
-
-    yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] in ("null", "merge")]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
+class _BoundedLoader(CoreLoader):
+    """CoreLoader (YAML 1.2 core-schema scalars) refusing aliases that expand past MAX_YAML_NODES
+    nodes, and telling a key written twice."""
 
     def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
         """A mapping as json's object_pairs_hook gives it: a RepeatedKeys when a key is written
@@ -49,18 +38,6 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 _BoundedLoader.add_constructor("tag:yaml.org,2002:map", _BoundedLoader.construct_yaml_map)
-_BoundedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_BoundedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+)$"), list("-+0123456789"))
-_BoundedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+]?[0-9]+)?
-                    |(?:0|[1-9][0-9]*)[eE][-+]?[0-9]+
-                    |\.[0-9]+(?:[eE][-+]?[0-9]+)?
-                    |\.(?:inf|Inf|INF))
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
