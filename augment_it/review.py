@@ -51,7 +51,7 @@ MISFIT = object()  # an edit whose text cannot become a value of its field's typ
 class RecordEdit(BaseModel):
     id: str = Field(description="Id of the record to change")
     field: str = Field(description="Name of the field to change")
-    value: str = Field(description="The new value")
+    value: str = Field(description="The new value (a list: JSON, or items between commas; blank clears it)")
 
 
 class ReviewInput(BaseModel):
