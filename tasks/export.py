@@ -18,7 +18,7 @@ from augment_it.review import ReviewDecision, apply_decision, review_report
 from augment_it.settings import ExportFormat
 from blocks.templates import load_prompt_template
 from tasks.failures import fails_cleanly
-from tasks.review import read_processed
+from tasks.review import output_fields, read_processed
 
 
 @task(name="apply-decision", cache_policy=NO_CACHE)
@@ -26,7 +26,7 @@ async def apply_review(out: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[
     layout = RunLayout(out)
     processed = read_processed(out)
     decision = ReviewDecision.model_validate(read_json(layout.decision))
-    declared = read_json(layout.process_report)["template"].get("output_types", {})
+    _, declared = output_fields(out)
     reviewed, audit = apply_decision(processed, decision, output_specs(declared))
     return processed, reviewed, audit
 

@@ -64,8 +64,7 @@ async def request_review(out: str, frame: pd.DataFrame, flow_run_id: str, api_ur
         earlier=earlier, flagged=int((sheet["flags"] != "").sum()) if not sheet.empty else 0,
         failed=len(frame) - len(auto_ids) - len(human_ids), approve_above=approve_above,
         output_fields=fields, output_types=types, sheet=review_sheet_path(out),
-        timeout_seconds=timeout_seconds,
-        timeout_outcome=timeout_outcome,
+        timeout_seconds=timeout_seconds, timeout_outcome=timeout_outcome,
     )
     write_text(sheet_csv(sheet), request.sheet)
     write_json(request.model_dump(), RunLayout(out).pending_review)
