@@ -42,7 +42,7 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
         instruction = f"Answer with a JSON object with exactly these fields: {fields}."
         system = f"{system}\n\n{instruction}" if system else instruction
     return ModelRequest(provider=template.provider, model=template.model, system=system,
-                        messages=(("user", prompt),), schema=template.json_schema(),
+                        messages=(*template.example_turns, ("user", prompt)), schema=template.json_schema(),
                         schema_name=template.text_field[:64], temperature=template.temperature,
                         max_tokens=template.max_tokens, top_p=template.top_p,
                         cache_system=template.static_system)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from functools import cached_property
@@ -41,6 +42,15 @@ class RenderError(Exception):
     """One record that the template cannot be rendered for."""
 
 
+class Example(BaseModel):
+    """A record and the answer it should get, shown to the model before each record (few-shot)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record: dict[str, Any]
+    answer: dict[str, Any] | str  # the output fields' values; text for a template without `output`
+
+
 class PromptTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +67,7 @@ class PromptTemplate(BaseModel):
     max_tokens: int = Field(1024, gt=0)
     rpm: float | None = Field(None, gt=0)  # the provider's requests-per-minute limit for this model
     tpm: float | None = Field(None, gt=0)  # and its tokens-per-minute limit
+    examples: list[Example] = Field(default_factory=list)
     version: str = ""  # filled from the file's content hash when loaded
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -155,6 +166,25 @@ class PromptTemplate(BaseModel):
             raise TemplateError(f"template {self.name!r}: line {exc.lineno}: {exc.message}") from exc
         return prompt, system
 
+    @cached_property
+    def example_turns(self) -> tuple[tuple[str, str], ...]:
+        """Each example as the user turn its record renders to and the assistant turn answering it,
+        the answer as the model is asked to give it (a JSON object of the output fields)."""
+        turns: list[tuple[str, str]] = []
+        for number, example in enumerate(self.examples, 1):
+            try:
+                if isinstance(example.answer, dict) and not self.structured:
+                    raise ValueError("the answer is a mapping, but the template declares no output fields")
+                answer = example.answer if isinstance(example.answer, str) else json.dumps(example.answer)
+                fields = self.parse_answer(answer)
+                _, prompt = self.render(example.record)
+            except (RenderError, ValueError) as exc:
+                problem = str(exc).removeprefix(f"template '{self.name}' ")
+                raise TemplateError(f"template {self.name!r}, example {number}: {problem}") from exc
+            text = json.dumps(fields, ensure_ascii=False) if self.structured else fields[self.text_field]
+            turns += [("user", prompt), ("assistant", text)]
+        return tuple(turns)
+
     @cached_property  # asked once per record, by build_request: parse the system prompt once
     def static_system(self) -> bool:
         """Whether every record gets the same system prompt (it names no field): a provider's
@@ -198,7 +228,6 @@ class PromptTemplate(BaseModel):
 
 def extract_json(text: str) -> Any:
     """The JSON object in a model's answer, tolerating code fences and prose around it."""
-    import json
 
     stripped = text.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
@@ -240,6 +269,7 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     except ValidationError as exc:
         raise TemplateError(f"{origin}: {validation_problems(exc)}") from exc
     template._compiled  # noqa: B018 - fail on syntax errors now, not per record
+    template.example_turns  # noqa: B018 - and on an example that does not fit the template
     return template
 
 

@@ -130,7 +130,7 @@ def test_an_unforeseen_error_fails_its_record_not_the_chunk() -> None:
 
     class OddAnswers(QueuedProvider):
         async def send(self, request: ModelRequest) -> ModelReply:
-            if "odd" in request.prompt:
+            if "odd" in request.messages[-1][1]:  # the record's prompt
                 return ModelReply(None, 1, 1)  # type: ignore[arg-type]  # no text at all
             return await super().send(request)
 

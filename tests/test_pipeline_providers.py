@@ -308,6 +308,20 @@ def test_the_survey_example_sorts_each_answer_into_its_labels(llm, tmp_path: Pat
     assert list(summary["labels"]["topics"]) == ["pricing", "support", "product", "onboarding", "other"]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_examples_reach_each_provider_as_turns_before_the_record(provider: str, llm, tmp_path: Path) -> None:
+    template = tmp_path / "sector.yaml"
+    template.write_text(f"name: sector\nprovider: {provider}\nmodel: {MODELS[provider]}\n"
+                        "prompt: 'Sector of {{ name }}'\noutput: {sector: [robotics, food, other]}\n"
+                        "examples:\n  - record: {name: Tesla}\n    answer: {sector: other}\n")
+    summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id").result()
+    assert summary["exported"] == 8 and summary["failed"] == 0
+    for request in llm.requests:
+        turns = [(m["role"], m["content"]) for m in request["body"]["messages"] if m["role"] != "system"]
+        assert turns[:2] == [("user", "Sector of Tesla"), ("assistant", '{"sector": "other"}')]
+        assert turns[2][0] == "user" and turns[2][1].startswith("Sector of ") and len(turns) == 3
+
+
 def test_an_answer_cut_off_at_max_tokens_fails_that_record_without_a_repair(llm, tmp_path: Path) -> None:
     llm.script("Borealis Foods", "word " * 2000)  # the stand-in cuts it at the template's max_tokens
     state = run_pipeline(COMPANIES, TEMPLATE, tmp_path, id_column="company_id")

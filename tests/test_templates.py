@@ -160,6 +160,54 @@ def test_an_input_field_may_be_declared_empty_or_of_its_type() -> None:
         "date, url, with 'or null' after it when a record may leave the field empty (site: url or null)")
 
 
+FEW_SHOT = """name: t
+model: m
+prompt: 'Answer: {{ answer }}'
+output: {sentiment: [positive, negative], note: string or null}
+examples:
+  - record: {answer: Love it}
+    answer: {sentiment: Positive, note: null}
+  - record: {answer: Too slow}
+    answer: {sentiment: negative, note: speed}
+"""
+
+
+def test_examples_go_before_each_record_as_turns_the_model_answered() -> None:
+    """A model sorts into labels far better when shown a few answered records (few-shot); a
+    template had no way to give them but prose in the prompt."""
+    request = build_request(parse_template(FEW_SHOT), {"answer": "Meh"})
+    assert request.messages == (
+        ("user", "Answer: Love it"), ("assistant", '{"sentiment": "positive", "note": null}'),
+        ("user", "Answer: Too slow"), ("assistant", '{"sentiment": "negative", "note": "speed"}'),
+        ("user", "Answer: Meh"))
+    plain = parse_template("name: t\nmodel: m\nprompt: 'Hi {{ x }}'\n"
+                           "examples: [{record: {x: 1}, answer: ' One '}]\n")
+    assert build_request(plain, {"x": 2}).messages == (
+        ("user", "Hi 1"), ("assistant", "One"), ("user", "Hi 2"))
+
+
+@pytest.mark.parametrize(("example", "problem"), [
+    ("{record: {text: x}, answer: {sentiment: positive, note: null}}",
+     "template 't', example 1: needs field 'answer', which this record lacks"),
+    ("{record: {answer: x}, answer: {sentiment: maybe, note: null}}",
+     "template 't', example 1: answer does not match the output fields: sentiment: Input should be "
+     "'positive' or 'negative'"),
+    ("{record: {answer: x}}", "<template>: examples.0.answer: Field required"),
+])
+def test_an_example_that_does_not_fit_the_template_is_refused_when_it_is_loaded(example: str,
+                                                                                 problem: str) -> None:
+    with pytest.raises(TemplateError) as raised:
+        parse_template(FEW_SHOT.split("examples:")[0] + f"examples: [{example}]\n")
+    assert str(raised.value) == problem
+
+
+def test_the_readmes_template_is_one_that_loads() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("```yaml\nname: company-profile\n", 1)[1].split("```", 1)[0]
+    template = parse_template("name: company-profile\n" + block)
+    assert len(template.output_specs) == 5 and len(template.example_turns) == 2
+
+
 def test_plain_text_template_fills_a_field_named_after_it() -> None:
     template = parse_template("name: one-liner\nmodel: m\nprompt: hi")
     assert template.output_fields == {"one_liner": "string"}

@@ -35,10 +35,6 @@ class ModelRequest:
     # is asked for (Anthropic); the answer does not depend on it, so neither does the key.
     cache_system: bool = field(default=False, compare=False)
 
-    @property
-    def prompt(self) -> str:
-        return self.messages[0][1]
-
     @cached_property
     def _key(self) -> str:
         parameters = [self.provider, self.model, self.system, self.messages, self.schema, self.schema_name,
