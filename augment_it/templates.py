@@ -260,7 +260,10 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
     try:
         data = yaml.load(text, Loader=CoreLoader)  # a SafeLoader: [yes, no] are labels, not booleans
     except yaml.YAMLError as exc:
-        raise TemplateError(f"{origin}: not valid YAML: {yaml_error_text(exc)}") from exc
+        # `output: {tags: list[string]}`: brackets end a value inside braces, as YAML's inline style has it.
+        inline = "flow" in str(getattr(exc, "context", "")) and "got '['" in str(getattr(exc, "problem", ""))
+        hint = "; inside {...}, quote a value with brackets: \"list[string]\"" if inline else ""
+        raise TemplateError(f"{origin}: not valid YAML: {yaml_error_text(exc)}{hint}") from exc
     if not isinstance(data, dict):
         raise TemplateError(f"{origin}: a template is a mapping with name, model and prompt")
     data.setdefault("version", hashlib.sha256(text.encode()).hexdigest()[:12])

@@ -227,6 +227,12 @@ def test_a_changed_copy_is_validated_and_renders_its_own_prompt() -> None:
         template.model_copy(update={"max_tokens": 0})
 
 
+def test_an_unquoted_list_type_inside_braces_is_named_as_such() -> None:
+    with pytest.raises(TemplateError) as raised:
+        parse_template("name: t\nmodel: m\nprompt: hi\noutput: {tags: list[string], n: integer}\n")
+    assert str(raised.value).endswith('; inside {...}, quote a value with brackets: "list[string]"')
+
+
 def test_bad_template_files_say_what_is_wrong() -> None:
     with pytest.raises(TemplateError, match="prompt: Field required"):
         parse_template("name: t\nmodel: m\n")
