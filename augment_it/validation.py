@@ -193,7 +193,7 @@ def _text_view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     )
 
 
-def _import_great_expectations() -> ModuleType:
+def import_great_expectations() -> ModuleType:
     """The GX package, imported without running what validation never uses.
 
     GX imports scipy.stats (for one expectation, KL divergence, not used here) and altair (for
@@ -209,7 +209,7 @@ def _import_great_expectations() -> ModuleType:
 
 
 def _build_suite(schema: RecordSchema, present: list[str]) -> list[Any]:
-    gx = _import_great_expectations()
+    gx = import_great_expectations()
     expectations: list[Any] = [
         gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
         gx.expectations.ExpectColumnValuesToBeUnique(column=ID),
@@ -226,7 +226,7 @@ def _build_suite(schema: RecordSchema, present: list[str]) -> list[Any]:
 
 
 def _run_suite(text: pd.DataFrame, expectations: list[Any]) -> list[dict[str, Any]]:
-    gx = _import_great_expectations()
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -16,11 +16,17 @@ import json, sys, httpx
 sys.path.insert(0, {root!r})
 from augment_it.cli.local_server import prefect_api
 from augment_it.errors import UserInputError
+seen_while_starting = []
+
+def while_starting():  # the command's work while the server starts: the server is its child by then
+    from pathlib import Path
+    children = "".join(p.read_text() for p in Path("/proc/self/task").glob("*/children")).split()
+    seen_while_starting.append([Path(f"/proc/{{c}}/cmdline").read_text().split("\\0")[2] for c in children])
 try:
-    with prefect_api() as url:
+    with prefect_api(while_starting) as url:
         services = httpx.get(url + "/admin/settings", timeout=30).json()["server"]["services"]
         print(json.dumps({{"recorder": services["task_run_recorder"],
-                          "persister": services["event_persister"]}}))
+                          "persister": services["event_persister"], "while_starting": seen_while_starting}}))
 except UserInputError as exc:
     print("error:", exc)
 """
@@ -46,6 +52,8 @@ def test_the_server_writes_no_log_to_the_terminal_and_records_task_runs_in_batch
     services = json.loads(started.stdout)
     assert services["recorder"]["batch_size"] == 100 and services["recorder"]["flush_interval"] == 1
     assert services["persister"]["batch_size"] == 1000 and services["persister"]["flush_interval"] == 1
+    # The command's own work (importing what its stages use) overlaps the server's start.
+    assert services["while_starting"] == [["augment_it.cli.server_process"]]
     assert list((tmp_path / "prefect-home").glob("augment-server-*.log")) == []  # stopped cleanly
 
 

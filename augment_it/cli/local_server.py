@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,12 +49,14 @@ EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception): ")
 
 
 @contextmanager
-def prefect_api() -> Iterator[str]:
-    """The API the command's flows report to: PREFECT_API_URL, or a temporary server's."""
+def prefect_api(while_starting: Callable[[], object] = lambda: None) -> Iterator[str]:
+    """The API the command's flows report to: PREFECT_API_URL, or a temporary server's.
+
+    WHILE_STARTING is work the command does while a temporary server starts on another core."""
     if PREFECT_API_URL.value():
         yield str(PREFECT_API_URL.value())
         return
-    process, url, log = _start()
+    process, url, log = _start(while_starting)
     console.print(f"[dim]Prefect UI of this run: {url.removesuffix('/api')} (a temporary server, stopped "
                   "when the command ends; set PREFECT_API_URL to keep runs)[/dim]", highlight=False)
     os.environ[TEMPORARY_API_ENV] = url
@@ -85,7 +87,7 @@ def _send_what_is_queued() -> None:
             worker.drain_all(timeout=5)
 
 
-def _start() -> tuple[subprocess.Popen[bytes], str, Path]:
+def _start(while_starting: Callable[[], object]) -> tuple[subprocess.Popen[bytes], str, Path]:
     home = Path(get_current_settings().home)
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"augment-server-{os.getpid()}.log"
@@ -105,6 +107,7 @@ def _start() -> tuple[subprocess.Popen[bytes], str, Path]:
             pass_fds=(listener.fileno(),), stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,  # out of the terminal's process group: Ctrl-C reaches the command only
         )
+    while_starting()
     if not _healthy(process, url):
         exited = process.poll()
         process.kill()
