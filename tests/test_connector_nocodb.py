@@ -13,6 +13,8 @@ import pytest
 from augment_it.connections import STORE_KEY, StoreURI
 from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError
+from augment_it.records import REASON
+from augment_it.review_ledger import fingerprint
 from augment_it.sinks import FieldChoice, open_sink
 from augment_it.sinks.nocodb import NocoDBSink
 from augment_it.sources import open_source
@@ -218,6 +220,27 @@ def test_a_multi_select_is_read_as_a_list_of_its_options(nocodb: NocoDBStandin) 
     counts = open_sink(f"nocodb://{table.id}", ["tags"]).write(pd.DataFrame(records))
     assert (counts["updated"], counts["failed"]) == (3, 0)
     assert [row["tags"] for row in table.rows.values()] == ["robots,retail", None, "solo"]
+
+
+@pytest.mark.parametrize("meta_access", [True, False])
+def test_a_blank_row_is_quarantined_and_nocodbs_own_fields_are_left_out(
+        meta_access: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row nobody filled in still has its Id and times: it was sent to the model and paid for.
+    And a write-back changes `UpdatedAt`: every record then read as changed on the next run, so a
+    reviewer was asked about each one again."""
+    with NocoDBStandin(token=TOKEN, meta_forbidden=not meta_access) as server:
+        monkeypatch.setenv("NOCODB_API_TOKEN", TOKEN)
+        monkeypatch.setenv("NOCODB_URL", server.url)
+        table = server.add_table("pBase", "Companies", COLUMNS, [*companies(2), {}])
+        first = open_source(f"nocodb://{table.id}").read()
+        assert [r["name"] for r in first.records] == ["Company 0", "Company 1"]
+        [blank] = first.rejects
+        assert blank[REASON] == f"nocodb:{table.id}#3: no field holds a value"
+        assert not {"CreatedAt", "UpdatedAt"} & set(first.records[0])
+        for row in table.rows.values():
+            row["UpdatedAt"] = "2031-01-01 00:00:00+00:00"  # as after a write-back
+        again = open_source(f"nocodb://{table.id}").read()
+        assert [fingerprint(r) for r in again.records] == [fingerprint(r) for r in first.records]
 
 
 def test_rows_read_from_another_table_are_created_not_written_onto_its_keys(nocodb: NocoDBStandin) -> None:

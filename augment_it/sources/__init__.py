@@ -7,7 +7,7 @@ so nothing is lost between the store and the quarantine.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,11 +37,13 @@ class SourceRead:
     records: list[dict] = field(default_factory=list)  # each with ROW and SOURCE set
     rejects: list[dict] = field(default_factory=list)  # ROW, SOURCE, REASON and whatever was read
 
-    def add(self, fields: Mapping[str, Any], row: int, source: str, store_key: Any = None) -> None:
+    def add(self, fields: Mapping[str, Any], row: int, source: str, store_key: Any = None,
+            generated: Collection[str] = ()) -> None:
         """Keep a record with its row, where it came from and (from a store) the store's own key.
 
         A field named like one of augment-it's own columns would be overwritten and lost, so such
-        a record is rejected, naming the fields to rename."""
+        a record is rejected, naming the fields to rename. GENERATED are fields the store fills in
+        itself (a row number), which hold a value in a row nobody filled in."""
         if ROW in fields and SOURCE in fields:
             # A file augment-it wrote (exported, failed, quarantined), read again to chain a second
             # template or rerun fixed rows: its own columns are the last run's, which this run
@@ -53,7 +55,7 @@ class SourceRead:
                         "uses for its own columns; rename it in the source",
                         raw=_as_raw(fields))
             return
-        if not any(holds_value(value) for value in fields.values()):
+        if not any(holds_value(value) for name, value in fields.items() if name not in generated):
             # An empty object, or a store's blank row (Airtable gives `"fields": {}`): a prompt
             # about nothing would still be paid for.
             self.reject(row, source, f"{source}: no field holds a value",

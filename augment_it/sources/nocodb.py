@@ -7,7 +7,9 @@ URI: `nocodb://TABLE_ID` or `nocodb://BASE_ID/TABLE_ID_OR_TITLE`, with optional 
 Each record keeps its primary key in STORE_KEY for the sink, and names its table by id in SOURCE
 (`nocodb:TABLE_ID#KEY`) so the sink writes that key only onto the same table. A MultiSelect, which
 the API gives as its options joined by commas (an option holds no comma), is read as their list,
-as Airtable gives one, when the table's columns can be read.
+as Airtable gives one, when the table's columns can be read. The fields NocoDB keeps for itself
+(`CreatedAt`, `UpdatedAt`: `system` in the table's meta) are left out: a write-back changes
+`UpdatedAt`, and every record would then read as changed, to be reviewed again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from augment_it.sources import SourceRead, register_scheme
 PAGE_LIMIT = 1000  # NocoDB's default maximum page size
 RETRY_STATUSES = {429, 502, 503, 504}
 IDEMPOTENT = {"GET", "PATCH", "PUT", "DELETE"}
+# The fields NocoDB adds to a table it creates (a row's times, who made and changed it, its order).
+SYSTEM_FIELDS = ("CreatedAt", "UpdatedAt", "nc_created_by", "nc_updated_by", "nc_order")
 # Column types NocoDB computes (nocodb-sdk isVirtualCol): a value sent for one is dropped unseen.
 COMPUTED = {"LinkToAnotherRecord", "Links", "Formula", "Rollup", "Lookup", "QrCode", "Barcode", "Button",
             "CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy"}
@@ -116,21 +120,22 @@ class NocoDBClient:
                 return str(item["id"])
         raise UserInputError(f"nocodb:{base}: no table {table!r}")
 
-    def writable_columns(self, table_id: str) -> dict[str, str] | None:
-        """The names a record may write, each with its column's type (`uidt`) (`GET
-        /api/v2/meta/tables/{tableId}`: each of `columns[]` by `title`, `column_name` or `id`, as the
-        server maps them, leaving out computed columns the server skips); None when they cannot be
-        read (no access, or no columns in the answer)."""
+    def table_columns(self, table_id: str) -> list[dict[str, Any]] | None:
+        """`columns[]` of `GET /api/v2/meta/tables/{tableId}`; None when they cannot be read (no
+        access, or no columns in the answer)."""
         response = self.request("GET", f"/api/v2/meta/tables/{table_id}")
         try:
             columns = response.json().get("columns") if response.status_code == 200 else None
         except (ValueError, AttributeError):
             columns = None
         if not isinstance(columns, list) or not columns:
-            return None  # a check we cannot make is no reason to refuse the write
-        return {str(c[name]): str(c.get("uidt")) for c in columns
-                if isinstance(c, dict) and c.get("uidt") not in COMPUTED
-                for name in ("title", "column_name", "id") if c.get(name)}
+            return None
+        return [c for c in columns if isinstance(c, dict)]
+
+    def writable_columns(self, table_id: str) -> dict[str, str] | None:
+        """The names a record may write, each with its column's type (`uidt`); None when the
+        table's columns cannot be read (a check we cannot make is no reason to refuse the write)."""
+        return writable(self.table_columns(table_id))
 
     def list_rows(self, table_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -149,6 +154,23 @@ class NocoDBClient:
             # Page by the size the server applied: a deployment may cap `limit` below what we sent.
             limit = int(info.get("pageSize") or len(page))
             offset += len(page)
+
+
+def writable(columns: list[dict[str, Any]] | None) -> dict[str, str] | None:
+    """Each column by `title`, `column_name` or `id`, as the server maps them, with its type,
+    leaving out computed columns the server skips."""
+    if columns is None:
+        return None
+    return {str(c[name]): str(c.get("uidt")) for c in columns if c.get("uidt") not in COMPUTED
+            for name in ("title", "column_name", "id") if c.get(name)}
+
+
+def system_fields(columns: list[dict[str, Any]] | None) -> set[str]:
+    """The fields NocoDB keeps for itself, but for the primary key: `system` columns, or the names
+    it gives them when the table's columns cannot be read."""
+    if columns is None:
+        return set(SYSTEM_FIELDS)
+    return {str(c["title"]) for c in columns if c.get("system") and not c.get("pk") and c.get("title")}
 
 
 def _retry_delay(response: httpx.Response, attempt: int) -> float:
@@ -203,24 +225,30 @@ class NocoDBSource:
         try:
             table_id = client.table_id(self.target.base, self.target.table)
             rows = client.list_rows(table_id, params)
-            columns = client.writable_columns(table_id) or {}
+            columns = client.table_columns(table_id)
         except UserInputError as exc:
             raise InputError(str(exc)) from None
         finally:
             client.close()
-        multi_select = [name for name, kind in columns.items() if kind == "MultiSelect"]
+        kinds = writable(columns) or {}
+        multi_select = [name for name, kind in kinds.items() if kind == "MultiSelect"]
+        key = self.target.key
+        own = system_fields(columns) - {key}
+        # NocoDB numbers the rows itself (an `ID` column, `Id` unless renamed): a blank row has its number.
+        generated = {key} if (kinds.get(key) == "ID" if columns else key == "Id") else set()
         read = SourceRead()
         for row_number, row in enumerate(rows, start=1):
+            row = {name: value for name, value in row.items() if name not in own}
             for name in multi_select:
                 if isinstance(row.get(name), str):
                     row[name] = [option for option in row[name].split(",") if option]
-            key = row.get(self.target.key)
-            where = f"{location(table_id)}#{key}"
-            if key is None:
-                read.reject(row_number, where, f"{where}: the row has no primary key {self.target.key!r}",
+            store_key = row.get(key)
+            where = f"{location(table_id)}#{store_key}"
+            if store_key is None:
+                read.reject(row_number, where, f"{where}: the row has no primary key {key!r}",
                             raw=str(row)[:2000])
                 continue
-            read.add(row, row_number, where, store_key=key)
+            read.add(row, row_number, where, store_key=store_key, generated=generated)
         return read
 
 

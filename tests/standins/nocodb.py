@@ -13,6 +13,9 @@
   `GET /api/v2/meta/tables/{tableId}` gives one table with its `columns` (`id`, `title`,
   `column_name`, `uidt`, `pk`, `ai`, `system`); `meta_forbidden=True` answers it 403, as for a
   token whose role may not read the schema.
+- Every row carries the system fields NocoDB adds to a table it creates, `CreatedAt` and
+  `UpdatedAt` (`CreatedTime` and `LastModifiedTime` columns, `system: true`); a write sets
+  `UpdatedAt`.
 - The token goes in the `xc-token` header; otherwise 401 `{"msg": "Authentication required - Invalid token"}`.
 - `fail_next(status, body, headers, method=None)` queues faults (e.g. 429 with Retry-After) for the
   next requests (of that method); `delay_next(seconds, method, times, after)` does the next such
@@ -27,6 +30,7 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -69,6 +73,8 @@ class NocoTable:
         columns += [{"id": f"c{self.id}{i}", "title": title, "column_name": title.lower().replace(" ", "_"),
                      "uidt": kind, "pk": False, "ai": False, "system": False}
                     for i, (title, kind) in enumerate(self.columns.items())]
+        columns += [{"id": f"c{self.id}{title}", "title": title, "column_name": name, "uidt": kind,
+                     "pk": False, "ai": False, "system": True} for title, name, kind in SYSTEM_COLUMNS]
         return columns
 
     def check(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -89,11 +95,18 @@ class NocoTable:
     def insert(self, values: dict[str, Any]) -> int:
         row_id = self.next_id
         self.next_id += 1
-        self.rows[row_id] = {"Id": row_id, **{c: None for c in self.columns}, **self.check(values)}
+        now = _now()
+        self.rows[row_id] = {"Id": row_id, **{c: None for c in self.columns}, **self.check(values),
+                             "CreatedAt": now, "UpdatedAt": now}
         return row_id
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")  # as the v2 API gives a timestamp
+
+
 _UNSET = object()
+SYSTEM_COLUMNS = [("CreatedAt", "created_at", "CreatedTime"), ("UpdatedAt", "updated_at", "LastModifiedTime")]
 
 
 def _where(clause: str) -> Any:
@@ -237,7 +250,7 @@ class NocoDBStandin(BackgroundServer):
                     raise _error(404, "ERR_RECORD_NOT_FOUND", f"Record '{row_id}' not found")
                 plan.append((row_id, table.check(item)))
             for row_id, values in plan:
-                table.rows[row_id].update(values)
+                table.rows[row_id].update(values, UpdatedAt=_now())
             return [{"Id": row_id} for row_id, _ in plan]
         return await self._answer(request, action)
 
