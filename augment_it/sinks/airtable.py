@@ -40,7 +40,7 @@ from augment_it.sinks import (
     send_in_turn,
 )
 from augment_it.sources import SOURCE
-from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of, retried
+from augment_it.sources.airtable import AirtableTarget, describe_http_error, error_of, field_types, retried
 
 if TYPE_CHECKING:
     from pyairtable import Table
@@ -97,7 +97,7 @@ class AirtableSink:
 
     def check(self) -> None:
         table = self.target.table_client()
-        self.choice.check(f"airtable:{self.target.base}/{self.target.table}", self._field_types(table))
+        self.choice.check(self.target.name, field_types(table, self.target.table))
 
     def write(self, records: pd.DataFrame) -> dict[str, Any]:
         counts = SinkCounts("airtable", f"{self.target.base}/{self.target.table}")
@@ -109,7 +109,7 @@ class AirtableSink:
         wanted = [f for f in self.choice.fields if f in records.columns]
         needs_schema = bool(self.choice.optional) or any(
             isinstance(row[f], list | tuple | np.ndarray) for row in rows for f in wanted)
-        schema = self._field_types(table) if needs_schema else None
+        schema = field_types(table, self.target.table) if needs_schema else None
         fields = self.choice.to_write(records, schema)
         list_fields = {name for name, kind in (schema or {}).items() if kind in LIST_FIELD_TYPES}
         by_id, by_key, keyless = [], [], 0
@@ -130,18 +130,6 @@ class AirtableSink:
                  for group in (by_id, by_key) for batch in in_batches(group, RECORDS_PER_REQUEST)]
         send_in_turn(sends, counts, AirtableUnreachable, "record(s)")
         return counts.as_dict()
-
-    def _field_types(self, table: Table) -> dict[str, str] | None:
-        """The table's fields and their types, by the base's schema; None when it cannot be read
-        (a token without schema.bases:read is answered 403)."""
-        import requests
-
-        try:
-            tables = table.api.get(table.base.urls.tables).get("tables", [])
-            [schema] = [t for t in tables if self.target.table in (t.get("id"), t.get("name"))]
-            return {str(f["name"]): str(f.get("type")) for f in schema.get("fields", [])}
-        except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
-            return None
 
     def _record_id(self, row: dict[str, Any]) -> str | None:
         """The Airtable record id to update, only for a record read from this base and table."""

@@ -4,6 +4,11 @@ URI: `airtable://BASE_ID/TABLE_ID_OR_NAME?view=VIEW&formula=FORMULA&fields=a,b&b
 Each record keeps its Airtable record id in STORE_KEY so the sink can write back onto it.
 Requests are paced under Airtable's 5 requests per second per base; a 429 is retried after the
 server's Retry-After (or a backoff reaching the 30 s Airtable asks for).
+
+Where the token may read the base's schema, the fields Airtable fills in itself are known by type:
+a last-modified time or author is not read (a write-back changes it, and every record would then
+read as changed, to be reviewed again), and an auto number or creation time does not make a row
+nobody filled in a record to send to the model.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ RETRYABLE_IDEMPOTENT = frozenset({500, 502, 503, 504})  # may have been applied:
 # Methods whose repeat changes nothing more: a create (POST) that timed out may have been applied,
 # and sending it again would create the records twice. PATCH updates by id or upserts on a key.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PATCH", "PUT", "DELETE"})
+
+
+# Field types Airtable fills in itself: those a write changes, and those that only a new row sets.
+CHANGED_BY_WRITES = frozenset({"lastModifiedTime", "lastModifiedBy"})
+SET_ON_CREATION = frozenset({"autoNumber", "createdTime", "createdBy"})
 
 
 class AirtableSettings(ConnectionSettings):
@@ -157,24 +167,43 @@ class AirtableSource:
             options["formula"] = formula
         if fields := self.target.uri.many("fields"):
             options["fields"] = fields
+        table = self.target.table_client()
         try:
-            records = self.target.table_client().all(**options)
+            records = table.all(**options)
         except requests.RequestException as exc:
             raise InputError(f"{self.target.name}: cannot read records: {describe_http_error(exc)}") from None
+        types = field_types(table, self.target.table) or {}
+        not_read = {name for name, kind in types.items() if kind in CHANGED_BY_WRITES}
+        generated = {name for name, kind in types.items() if kind in SET_ON_CREATION}
         read = SourceRead()
         unusable: defaultdict[tuple[str, str], list[str]] = defaultdict(list)  # (field, why): record ids
         for row, record in enumerate(records, start=1):
             record_id = record["id"]
             fields = {}
             for name, cell in record.get("fields", {}).items():
+                if name in not_read:
+                    continue
                 fields[name], problem = cell_value(cell)
                 if problem:
                     unusable[name, problem].append(record_id)
-            read.add(fields, row, f"{self.target.name}#{record_id}", store_key=record_id)
+            read.add(fields, row, f"{self.target.name}#{record_id}", store_key=record_id, generated=generated)
         for (name, problem), ids in unusable.items():
             warnings.warn(f"{self.target.name}: field '{name}' read as empty in {len(ids)} record(s) "
                           f"({first_few(ids, 3)}): {problem}", InputNotice, stacklevel=2)
         return read
+
+
+def field_types(table: Table, name: str) -> dict[str, str] | None:
+    """The fields of table NAME (its id or name) and their types, by the base's schema; None when
+    it cannot be read (a token without schema.bases:read is answered 403)."""
+    import requests
+
+    try:
+        tables = table.api.get(table.base.urls.tables).get("tables", [])
+        [schema] = [t for t in tables if name in (t.get("id"), t.get("name"))]
+        return {str(f["name"]): str(f.get("type")) for f in schema.get("fields", [])}
+    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 def cell_value(cell: Any) -> tuple[Any, str | None]:

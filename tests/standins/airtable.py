@@ -16,7 +16,9 @@
   INVALID_VALUE_FOR_COLUMN / INVALID_MULTIPLE_CHOICE_OPTIONS / ROW_DOES_NOT_EXIST /
   VIEW_NAME_NOT_FOUND / INVALID_FILTER_BY_FORMULA, and 429 once a base gets more than 5 requests
   in a second (with `Retry-After`).
-- Empty cell values are left out of `fields`, as Airtable does.
+- Empty cell values are left out of `fields`, as Airtable does. Fields of the types Airtable fills
+  in itself (`autoNumber`, `createdTime`, `lastModifiedTime`, which a write changes) are in every
+  record; a value sent for one is 422 INVALID_VALUE_FOR_COLUMN.
 - `fail_next(status, error)` answers the next requests with an error before doing anything;
   `delay_next(seconds, method, times, after)` does the next such requests (after `after` answered
   on time), then answers late (an answer lost to a client timeout: the change was applied all the same).
@@ -35,6 +37,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -52,6 +55,19 @@ NOT_PERMITTED = {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
                  "message": "Invalid permissions, or the requested model was not found. Check that both your "
                             "user and your token have the required permissions, and that the model names "
                             "and/or ids are correct."}
+
+
+# Field types Airtable fills in itself: every record has them, and a value sent for one is refused.
+COMPUTED = {"autoNumber", "createdTime", "lastModifiedTime"}
+
+
+def _now() -> str:
+    """A time as Airtable gives one, later with every call (a write in the same millisecond too)."""
+    return (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=next(_ticks))).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+_ticks = itertools.count()
 
 
 def new_id(prefix: str) -> str:
@@ -72,7 +88,8 @@ def _unprocessable(kind: str, message: str) -> AirtableError:
 class FakeTable:
     id: str
     name: str
-    # name -> singleLineText | multilineText | number | singleSelect | multipleSelects | checkbox
+    # name -> singleLineText | multilineText | number | singleSelect | multipleSelects | checkbox,
+    # or a type Airtable computes (COMPUTED)
     fields: dict[str, str]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     views: dict[str, str | None] = field(default_factory=dict)  # view name -> formula (None = all)
@@ -81,8 +98,17 @@ class FakeTable:
     def visible(self, fields: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in fields.items() if v not in (None, "", False, [])}
 
+    def insert(self, fields: dict[str, Any]) -> str:
+        record_id = new_id("rec")
+        self.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
+                                   "fields": fields, "number": len(self.records) + 1, "modified": _now()}
+        return record_id
+
     def as_json(self, record: dict[str, Any], only: list[str] | None = None) -> dict[str, Any]:
-        fields = self.visible(record["fields"])
+        computed = {"autoNumber": record["number"], "createdTime": record["createdTime"],
+                    "lastModifiedTime": record["modified"]}
+        fields = self.visible(record["fields"]) | {name: computed[kind] for name, kind in self.fields.items()
+                                                   if kind in computed}
         if only:
             fields = {k: v for k, v in fields.items() if k in only}
         return {"id": record["id"], "createdTime": record["createdTime"], "fields": fields}
@@ -91,6 +117,9 @@ class FakeTable:
         kind = self.fields.get(name)
         if kind is None:
             raise _unprocessable("UNKNOWN_FIELD_NAME", f'Unknown field name: "{name}"')
+        if kind in COMPUTED:
+            raise _unprocessable("INVALID_VALUE_FOR_COLUMN",
+                                 f'Field "{name}" cannot accept a value because the field is computed')
         if value is None:
             return None
         bad = _unprocessable("INVALID_VALUE_FOR_COLUMN",
@@ -235,9 +264,7 @@ class AirtableStandin(BackgroundServer):
                   records: list[dict[str, Any]] = ()) -> FakeTable:
         table = FakeTable(new_id("tbl"), name, dict(fields))
         for values in records:
-            record_id = new_id("rec")
-            table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
-                                        "fields": table.cast_all(values, typecast=True)}
+            table.insert(table.cast_all(values, typecast=True))
         self.bases.setdefault(base, {})[table.id] = table
         return table
 
@@ -412,10 +439,7 @@ class AirtableStandin(BackgroundServer):
         casted = [table.cast_all(item.get("fields", {}), typecast) for item in items]  # all or nothing
         created = []
         for fields in casted:
-            record_id = new_id("rec")
-            table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
-                                        "fields": fields}
-            created.append(table.as_json(table.records[record_id]))
+            created.append(table.as_json(table.records[table.insert(fields)]))
         return created[0] if single else {"records": created}
 
     def _update(self, table: FakeTable, body: Any, replace: bool) -> dict[str, Any]:
@@ -454,13 +478,12 @@ class AirtableStandin(BackgroundServer):
         out, created, updated = [], [], []
         for record_id, fields in plan:
             if record_id is None:
-                record_id = new_id("rec")
-                table.records[record_id] = {"id": record_id, "createdTime": "2026-01-01T00:00:00.000Z",
-                                            "fields": fields}
+                record_id = table.insert(fields)
                 created.append(record_id)
             else:
                 record = table.records[record_id]
                 record["fields"] = fields if replace else {**record["fields"], **fields}
+                record["modified"] = _now()
                 updated.append(record_id)
             out.append(table.as_json(table.records[record_id]))
         answer: dict[str, Any] = {"records": out}
