@@ -235,7 +235,8 @@ class NocoDBSource:
         key = self.target.key
         own = system_fields(columns) - {key}
         # NocoDB numbers the rows itself (an `ID` column, `Id` unless renamed): a blank row has its number.
-        generated = {key} if (kinds.get(key) == "ID" if columns else key == "Id") else set()
+        numbered = kinds.get(key) == "ID" if columns else key == "Id"
+        generated = {key} if numbered else set()
         read = SourceRead()
         for row_number, row in enumerate(rows, start=1):
             row = {name: value for name, value in row.items() if name not in own}
