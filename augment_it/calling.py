@@ -25,7 +25,13 @@ from tenacity import (
 )
 
 from augment_it.cache import AnswerCache
-from augment_it.providers.base import ModelReply, ModelRequest, Provider, ProviderError
+from augment_it.providers.base import (
+    CHARACTERS_PER_TOKEN,
+    ModelReply,
+    ModelRequest,
+    Provider,
+    ProviderError,
+)
 
 
 class CallPolicy(BaseModel):
@@ -216,5 +222,4 @@ def _paced(per_minute: float) -> AsyncLimiter:
 
 
 def _estimate_tokens(request: ModelRequest) -> float:
-    characters = sum(len(text) for _, text in request.messages) + len(request.system or "")
-    return characters / 4 + request.max_tokens
+    return request.characters() / CHARACTERS_PER_TOKEN + request.max_tokens

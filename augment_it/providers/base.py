@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 Message = tuple[str, str]  # (role, content): "user" or "assistant"
+CHARACTERS_PER_TOKEN = 4.0  # English text in the providers' tokenizers, roughly
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class ModelRequest:
     def key(self) -> str:
         """Cache/ledger key: provider, model, rendered prompt, parameters and output schema."""
         return self._key
+
+    def characters(self) -> int:
+        """The prompt's size in characters: the system prompt, every turn and the answer's schema
+        (which providers count as input too). Tokens are estimated from it: no offline tokenizer
+        serves every provider."""
+        schema = len(json.dumps(self.schema)) if self.schema else 0
+        return len(self.system or "") + sum(len(text) for _, text in self.messages) + schema
 
     def repair(self, answer: str, problem: str) -> ModelRequest:
         """The same request, asking once more after an answer that could not be used."""
