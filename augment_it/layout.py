@@ -56,6 +56,10 @@ class RunLayout:
     def process_report(self) -> str:
         return self._join(WORK_DIR, "process", "report.json")
 
+    @property
+    def preflight(self) -> str:  # what the run would ask and cost (preflight.py)
+        return self._join(WORK_DIR, "process", "preflight.json")
+
     # review
     @property
     def decision(self) -> str:

@@ -21,6 +21,8 @@ class ProcessSettings(BaseModel):
     cache_path: str | None = None  # default: $AUGMENT_CACHE_DIR or ~/.cache/augment-it
     prices_path: str | None = None  # YAML price table merged over the built-in one
     chunk_size: int | None = None  # records per checkpoint; default scales with concurrency
+    # Refuse, before any call, a run projected to cost more (USD; augment_it/preflight.py).
+    max_cost_usd: float | None = Field(None, ge=0)
 
     def effective_chunk_size(self, records: int) -> int:
         """Records per chunk: enough to keep every slot busy, and at most ~MAX_CHUNKS task runs,

@@ -8,12 +8,14 @@ from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.utilities.annotations import quote
 
+from augment_it.errors import UserInputError
 from augment_it.layout import RunLayout
 from augment_it.pricing import PriceTable
 from augment_it.processing import chunk_fingerprint
 from augment_it.providers import import_keyed_sdks_in_background
 from augment_it.settings import ProcessSettings
 from tasks.failures import aoutcome, fails_cleanly
+from tasks.preflight import forecast_calls
 from tasks.process import (
     augment_chunk,
     close_model,
@@ -28,6 +30,10 @@ import_keyed_sdks_in_background()  # as the stage loads, not between its start a
 CHUNKS_IN_FLIGHT = 2  # the next chunk fills the model's slots while the last one's tail finishes
 
 
+class OverBudget(UserInputError):
+    """The run's projected cost is above its max cost; nothing was sent."""
+
+
 @flow(name="process", log_prints=True)
 @fails_cleanly
 async def process(out: str, template: str, settings: ProcessSettings | None = None) -> str:
@@ -38,6 +44,11 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     prices = PriceTable.load(settings.prices_path)  # a bad price file stops the stage before any call
     records = await load_collected(out)
     plan = await open_model(prompt, settings)
+    if settings.max_cost_usd is not None and plan.caller is not None:
+        forecast = await forecast_calls(out, quote(records), prompt, plan, prices, settings)
+        if refusal := forecast.over_budget(settings.max_cost_usd):
+            await close_model(plan)
+            raise OverBudget(refusal)
     size = settings.effective_chunk_size(len(records))
     chunks = [records[i:i + size] for i in range(0, len(records), size)]
     # Created beside the first chunk rather than before it: the first call need not wait for it.

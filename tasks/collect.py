@@ -49,7 +49,10 @@ async def save_collected(result: ValidationResult, unreadable: pd.DataFrame, out
     write_frame(result.valid, layout.collected)
     write_frame(quarantined, layout.quarantine)
     counts = {"valid": len(result.valid), "quarantined": len(quarantined)}
-    write_json({"counts": counts, "expectations": result.expectations}, layout.validation_report)
+    # The first reasons, to read without opening a Parquet file (`augment plan` shows them).
+    reasons = quarantined[REASON].head(3).tolist() if len(quarantined) else []
+    write_json({"counts": counts, "quarantine_reasons": reasons, "expectations": result.expectations},
+               layout.validation_report)
     return counts
 
 
