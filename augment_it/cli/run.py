@@ -10,19 +10,32 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from prefect.exceptions import TerminationSignal
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from augment_it import progress
-from augment_it.calling import CallPolicy
+from augment_it.cli.options import (
+    ConcurrencyOpt,
+    EncodingOpt,
+    IdColumnOpt,
+    ModelOpt,
+    NoCacheOpt,
+    OutOpt,
+    PricesOpt,
+    ProviderOpt,
+    SourceArg,
+    TemplateOpt,
+    UrlColumnOpt,
+    call_policy,
+    run_directory,
+    source_and_encoding,
+)
 from augment_it.cli.terminal import console, fail
 from augment_it.errors import InputNotice, UserInputError
 from augment_it.export import destination_sink, shown_reason
@@ -35,28 +48,29 @@ from augment_it.run_lock import check_free
 from augment_it.settings import ExportFormat, ProcessSettings, ReviewPolicy
 from augment_it.sources import Source, open_source
 from augment_it.sources.files import FileSet, FileSource
-from augment_it.sources.web import web_source_uri
 from augment_it.validation import import_great_expectations
 from blocks.templates import load_prompt_template
 
 
 def run(
-    source: Annotated[str, typer.Argument(help="File, folder, glob ('data/*.csv') or URI to read")],
-    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template (YAML)")],
-    provider: Annotated[str | None, typer.Option(help="openai | anthropic | groq | none")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name, overrides the template's")] = None,
+    source: SourceArg,
+    template: TemplateOpt,
+    provider: ProviderOpt = None,
+    model: ModelOpt = None,
     review: Annotated[ReviewPolicy, typer.Option(help="auto | ui | cli")] = "auto",
     approve_above: Annotated[float | None, typer.Option(
         help="Approve quality_score > S unreviewed; auto rejects the rest, ui/cli ask a human")] = None,
-    out: Annotated[str, typer.Option(help="Output directory (or fsspec URL)")] = "out",
+    out: OutOpt = "out",
     fmt: Annotated[ExportFormat, typer.Option("--format", help="parquet | csv | jsonl | xlsx")] = "parquet",
-    concurrency: Annotated[int, typer.Option(min=1, help="Model calls in flight at once")] = 16,
-    id_column: Annotated[str | None, typer.Option(help="Column holding each record's id")] = None,
+    concurrency: ConcurrencyOpt = 16,
+    id_column: IdColumnOpt = None,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute to stay under")] = None,
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute to stay under")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer")] = 60.0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask again even if answered")] = False,
-    prices: Annotated[str | None, typer.Option(help="YAML prices per 1M tokens")] = None,
+    no_cache: NoCacheOpt = False,
+    prices: PricesOpt = None,
+    max_cost: Annotated[float | None, typer.Option(
+        min=0, help="Refuse to start the model calls if they are projected to cost more (USD)")] = None,
     review_timeout: Annotated[int, typer.Option(help="Seconds to wait for a reviewer")] = 24 * 3600,
     review_timeout_outcome: Annotated[TimeoutOutcome, typer.Option(
         help="When nobody reviews in time: reject-all (nothing exported) or approve-all")] = "reject-all",
@@ -65,29 +79,20 @@ def run(
                                "review under --out")] = False,
     to: Annotated[str | None, typer.Option("--to", help="Also write approved records back to this URI "
                                            "(airtable://, nocodb://, databricks://)")] = None,
-    url_column: Annotated[str | None, typer.Option(help="Fetch the web page at the URL in this column "
-                                                   "of SOURCE and add its text")] = None,
-    encoding: Annotated[str | None, typer.Option(
-        help="Text encoding of SOURCE's files if not UTF-8 (cp1252: Excel's plain \"CSV\" on Windows)",
-    )] = None,
+    url_column: UrlColumnOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Collect SOURCE, augment it with TEMPLATE, review, and export under --out."""
-    web_source = web_source_uri(source, url_column, encoding)
-    if web_source != source:  # the web source reads the file itself, in the encoding its URI names
-        source, encoding = web_source, None
-    try:
-        call = CallPolicy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"--{first['loc'][0]} {first['input']}: {first['msg']}")
+    source, encoding = source_and_encoding(source, url_column, encoding)
+    call = call_policy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout)
     settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
-                               call=call)
+                               call=call, max_cost_usd=max_cost)
     provider = check_inputs(source, template, settings, out, to, encoding)
     from augment_it.cli.local_server import prefect_api
     from flows.pipeline import augment_pipeline
 
     raise_on_sigterm()
-    run_dir = str(Path(out)) if "://" not in out else out
+    run_dir = run_directory(out)
     try:
         with (prefect_api(while_starting=partial(import_run_libraries, provider)),
               ProgressBar(console) as bar, cancelling_review_on_exit(run_dir)):
