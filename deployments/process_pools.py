@@ -85,7 +85,8 @@ def deploy_all(source: Path, data: Path, suffix: str) -> list[str]:
             schedules=[schedule(s, source, data) for s in deployment.get("schedules") or []],
             build=False, push=False, print_next_steps=False, ignore_warnings=True,
         )
-        pools.append(pool)
+        if pool not in pools:  # the preflight shares the pipeline's pool
+            pools.append(pool)
     return pools
 
 

@@ -189,6 +189,18 @@ def test_pipeline_deployment_runs_each_stage_on_its_own_process_pool(server: Ser
     assert None not in pids and len(pids) == 5
 
 
+def test_the_preflight_deployment_projects_a_run_on_the_pipelines_pool(server: Server, workers: None) -> None:
+    out = server.data / "runs" / "preflight"
+    run = run_deployment("preflight/preflight", timeout=0, parameters={"out": str(out)})
+    final = asyncio.run(wait_final(run.id, server.logs))
+    assert final.state.is_completed(), f"{final.state}\n{tails(server.logs)}"
+    assert final.work_pool_name == "augment-pipeline-local"
+    forecast = json.loads((out / ".augment" / "process" / "preflight.json").read_text())
+    # The workers have no model key: nothing is asked, and the projection says why.
+    assert (forecast["records"], forecast["to_ask"]) == (6, 6)
+    assert "no API key for openai" in forecast["skipped"] and forecast["cost_usd"] > 0
+
+
 def test_the_deployed_sample_schedule_is_there_and_off(server: Server, workers: None) -> None:
     async def schedules() -> list[tuple[str | None, bool, dict[str, object]]]:
         async with get_client() as client:
