@@ -101,6 +101,7 @@ def summarize(outcomes: dict[str, pd.DataFrame], processed: pd.DataFrame,
         "provider_calls": process_report.get("calls", {}),
         # Records whose answers an earlier run into the same run directory left (not asked again).
         "answers_kept": process_report.get("records", {}).get("kept", 0),
+        "retried_rejected": process_report.get("retried_rejected", 0),
         "ai": process_report.get("ai", {}),
         # Why records went wrong, to read without opening a Parquet file: the commonest reasons
         # records failed, and the first quarantined ones (each names its own row).

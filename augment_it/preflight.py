@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from augment_it.cache import AnswerCache
 from augment_it.pricing import PriceTable
-from augment_it.processing import build_request
+from augment_it.processing import ModelPlan, build_request, request_for
 from augment_it.providers.base import CHARACTERS_PER_TOKEN
 from augment_it.records import ID
 from augment_it.templates import PromptTemplate, RenderError
@@ -113,16 +113,16 @@ def records_to_ask(records: list[dict[str, Any]], template: PromptTemplate, cach
 
 
 def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: PriceTable,
-              cache: AnswerCache | None, skipped: str | None = None) -> Preflight:
-    """What a run of TEMPLATE over RECORDS would ask, given the answers CACHE holds; SKIPPED is why
-    it would ask nothing (no key)."""
+              cache: AnswerCache | None, plan: ModelPlan | None = None) -> Preflight:
+    """What a run of TEMPLATE over RECORDS would ask, given the answers CACHE holds and the run's
+    model PLAN (which says why it would ask nothing, and which records it asks after a rejection)."""
     to_ask: list[int] = []  # each prompt's characters
     paid: list[tuple[int, int, int]] = []  # characters, input and output tokens of answers in the cache
     unrenderable: list[str] = []
     prompts: list[SamplePrompt] = []
     for record in records:
         try:
-            request = build_request(template, record)
+            request = request_for(template, record, plan) if plan else build_request(template, record)
         except RenderError as exc:
             unrenderable.append(f"record {record.get(ID)}: {exc}")
             continue
@@ -152,7 +152,7 @@ def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: P
         to_ask=len(to_ask), unrenderable=len(unrenderable), unrenderable_reasons=unrenderable[:SHOWN_REASONS],
         input_tokens=input_tokens, output_tokens=output_tokens,
         cost_usd=prices.cost(template.model, input_tokens, output_tokens), basis=basis,
-        output_bound=bound, prompts=prompts, skipped=skipped,
+        output_bound=bound, prompts=prompts, skipped=plan.skip_reason if plan else None,
     )
 
 

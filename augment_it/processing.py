@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from augment_it import progress
@@ -27,12 +27,18 @@ from augment_it.templates import PromptTemplate, RenderError, TemplateError
 logger = logging.getLogger(__name__)
 
 
+Rejection = tuple[str, str]  # an answer a reviewer rejected, as the model gave it, and their comment
+
+
 @dataclass(frozen=True)
 class ModelPlan:
     """How a run will use a model: a caller, or why it runs without one."""
 
     caller: ModelCaller | None
     skip_reason: str | None = None
+    # By record id, the answers a reviewer rejected, oldest first; each was asked after the ones before.
+    rejected: dict[str, list[Rejection]] = field(default_factory=dict)
+    retry_rejected: bool = False  # ask again after the last rejected answer where nothing answered that yet
 
 
 def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequest:
@@ -48,13 +54,34 @@ def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequ
                         cache_system=template.static_system)
 
 
-def chunk_fingerprint(template: PromptTemplate, records: list[dict[str, Any]]) -> str:
+def request_for(template: PromptTemplate, record: dict[str, Any], plan: ModelPlan) -> ModelRequest:
+    """RECORD's request: its prompt, and after it, where a reviewer rejected answers to it, each of
+    those answers and what the reviewer said. Up to the last one when the plan retries rejected
+    records; else up to the newest the cache answers, so that a rejection not yet retried stands and
+    an answer given after one (and approved) is kept."""
+    requests = [build_request(template, record)]
+    for answer, comment in plan.rejected.get(str(record.get(ID)), []):
+        requests.append(requests[-1].after_rejection(answer, comment))
+    if plan.retry_rejected:
+        return requests[-1]
+    cache = plan.caller.cache if plan.caller is not None else None
+    if cache is None:
+        return requests[0]
+    return next((r for r in reversed(requests[1:]) if cache.get(r.key()) is not None), requests[0])
+
+
+def chunk_fingerprint(template: PromptTemplate, records: list[dict[str, Any]],
+                      plan: ModelPlan | None = None) -> str:
     """Names a chunk's checkpoint: the same template, model and records give the same part file.
 
     Records count with every value, not only their ids: a record edited since, or another file's
     record under the same id, must not be resumed with an answer about something else."""
     digest = hashlib.sha256("\n".join([template.provider, template.model, template.version]).encode())
     digest.update(json.dumps(records, sort_keys=True, default=_as_json, ensure_ascii=False).encode())
+    # A part kept from a run that did not ask after a rejection would be resumed with the rejected answer.
+    ids = [str(r.get(ID)) for r in records]
+    if plan is not None and (rejected := [plan.rejected[i] for i in ids if i in plan.rejected]):
+        digest.update(json.dumps([plan.retry_rejected, rejected], ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
 
 
@@ -101,7 +128,7 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
         out[AI_STATUS], out[REASON] = "skipped", plan.skip_reason
     else:
         try:
-            await _ask_model(out, record, template, plan.caller, prices)
+            await _ask_model(out, record, template, plan, prices)
         except Exception as exc:  # a bug, or an answer shaped as nobody foresaw: the record's, not the run's
             logger.exception("record %s failed unexpectedly", record.get(ID))
             out[AI_STATUS], out[REASON] = "failed", f"unexpected error: {type(exc).__name__}: {exc}"
@@ -112,9 +139,11 @@ async def _augment_one(record: dict[str, Any], template: PromptTemplate, plan: M
 
 
 async def _ask_model(out: dict[str, Any], record: dict[str, Any], template: PromptTemplate,
-                     caller: ModelCaller, prices: PriceTable) -> None:
+                     plan: ModelPlan, prices: PriceTable) -> None:
+    caller = plan.caller
+    assert caller is not None
     try:
-        request = build_request(template, record)
+        request = request_for(template, record, plan)
     except RenderError as exc:
         out[AI_STATUS], out[REASON] = "failed", str(exc)
         return

@@ -357,10 +357,11 @@ def apply_decision(frame: pd.DataFrame, decision: ReviewDecision,
     return out, audit
 
 
-def decisions_to_keep(decision: ReviewDecision, frame: pd.DataFrame,
-                      shown_ids: list[str]) -> list[EarlierDecision]:
+def decisions_to_keep(decision: ReviewDecision, frame: pd.DataFrame, shown_ids: list[str],
+                      output_fields: list[str] | None = None) -> list[EarlierDecision]:
     """A human's decision on each record it was shown (SHOWN_IDS) or rejected or edited, as the
-    ledger keeps it for reruns. A record approved by score that the human edited counts as approved."""
+    ledger keeps it for reruns. A record approved by score that the human edited counts as approved.
+    A rejected record keeps its answer (OUTPUT_FIELDS), for a run that asks again to show the model."""
     if decision.source != "human":
         return []
     rejected, shown = set(decision.reject_ids), set(shown_ids)
@@ -368,12 +369,20 @@ def decisions_to_keep(decision: ReviewDecision, frame: pd.DataFrame,
     for edit in decision.edits:
         edits[edit.id][edit.field] = edit.value  # in order, so a field's last edit stands
     decided = shown | rejected | set(edits)
-    seen = fingerprints(frame[frame[ID].astype(str).isin(decided)])
-    return [EarlierDecision(
-        id=record_id, fingerprint=seen[record_id], reviewer=decision.reviewer, comment=decision.comment,
-        status="rejected" if record_id in rejected or (record_id in shown and not decision.approve)
-        else "approved", decided_at=decision.decided_at, edits=edits.get(record_id, {}),
-    ) for record_id in seen]
+    decided_rows = frame[frame[ID].astype(str).isin(decided)]
+    seen = fingerprints(decided_rows)
+    # Only a model's answer: a record without one (no key) has nothing to show the model again.
+    answers = {str(row[ID]): {f: plain(row[f]) for f in output_fields or [] if f in row}
+               for row in decided_rows.to_dict(orient="records") if row.get(AI_STATUS) == "ok"}
+    kept = []
+    for record_id in seen:
+        status = "rejected" if record_id in rejected or (record_id in shown and not decision.approve) \
+            else "approved"
+        kept.append(EarlierDecision(
+            id=record_id, fingerprint=seen[record_id], reviewer=decision.reviewer, comment=decision.comment,
+            status=status, decided_at=decision.decided_at, edits=edits.get(record_id, {}),
+            answer=answers.get(record_id, {}) if status == "rejected" else {}))
+    return kept
 
 
 def review_report(decision: ReviewDecision) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -34,6 +35,9 @@ class EarlierDecision(BaseModel):
     comment: str = ""
     decided_at: str
     edits: dict[str, str] = {}  # field → the text the reviewer gave, applied as a new edit would be
+    # A rejected answer as the reviewer saw it (the template's output fields): a run that retries
+    # rejected records shows it to the model (`rejections`).
+    answer: dict[str, Any] = {}
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -83,3 +87,22 @@ def still_valid(ledger: Ledger, frame: pd.DataFrame) -> list[EarlierDecision]:
         return []
     known = frame[frame[ID].astype(str).isin({record_id for record_id, _ in ledger})]
     return [ledger[key] for key in fingerprints(known).items() if key in ledger]
+
+
+def rejections(ledger: Ledger, records: Iterable[dict[str, Any]]) -> dict[str, list[EarlierDecision]]:
+    """For each of RECORDS a human rejected an answer to, the rejected answers, oldest first.
+
+    A decision counts where the record, given the answer it kept, reads as the reviewer saw it:
+    not once the record has changed since. Each rejection of a record is of the answer asked after
+    the ones before it, so the list is the order in which they were asked."""
+    rejected: dict[str, list[EarlierDecision]] = defaultdict(list)
+    for decision in ledger.values():
+        if decision.status == "rejected" and decision.answer:
+            rejected[decision.id].append(decision)
+    found = {}
+    for record in records:
+        record_id = str(record[ID])
+        if chain := [d for d in rejected.get(record_id, [])
+                     if fingerprint({**record, **d.answer}) == d.fingerprint]:
+            found[record_id] = sorted(chain, key=lambda d: d.decided_at)
+    return found

@@ -23,6 +23,8 @@ class ProcessSettings(BaseModel):
     chunk_size: int | None = None  # records per checkpoint; default scales with concurrency
     # Refuse, before any call, a run projected to cost more (USD; augment_it/preflight.py).
     max_cost_usd: float | None = Field(None, ge=0)
+    # Ask again about records a reviewer rejected, showing the model the rejected answer and comment.
+    retry_rejected: bool = False
 
     def effective_chunk_size(self, records: int) -> int:
         """Records per chunk: enough to keep every slot busy, and at most ~MAX_CHUNKS task runs,

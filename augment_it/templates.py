@@ -181,9 +181,14 @@ class PromptTemplate(BaseModel):
             except (RenderError, ValueError) as exc:
                 problem = str(exc).removeprefix(f"template '{self.name}' ")
                 raise TemplateError(f"template {self.name!r}, example {number}: {problem}") from exc
-            text = json.dumps(fields, ensure_ascii=False) if self.structured else fields[self.text_field]
-            turns += [("user", prompt), ("assistant", text)]
+            turns += [("user", prompt), ("assistant", self.answer_text(fields))]
         return tuple(turns)
+
+    def answer_text(self, fields: dict[str, Any]) -> str:
+        """An answer's output FIELDS as the model is asked to give them (a JSON object of them, or
+        the text of a template without output fields)."""
+        return json.dumps(fields, ensure_ascii=False, default=str) if self.structured \
+            else str(fields.get(self.text_field) or "")
 
     @cached_property  # asked once per record, by build_request: parse the system prompt once
     def static_system(self) -> bool:

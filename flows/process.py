@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 from typing import Any
 
@@ -20,6 +21,7 @@ from tasks.process import (
     augment_chunk,
     close_model,
     load_collected,
+    load_rejections,
     open_model,
     prepare_template,
     write_process_report,
@@ -44,6 +46,8 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     prices = PriceTable.load(settings.prices_path)  # a bad price file stops the stage before any call
     records = await load_collected(out)
     plan = await open_model(prompt, settings)
+    rejected = await load_rejections(out, quote(records), prompt)
+    plan = dataclasses.replace(plan, rejected=rejected, retry_rejected=settings.retry_rejected)
     if settings.max_cost_usd is not None and plan.caller is not None:
         forecast = await forecast_calls(out, quote(records), prompt, plan, prices, settings)
         if refusal := forecast.over_budget(settings.max_cost_usd):
@@ -59,7 +63,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
 
     async def run_chunk(index: int, chunk: list[dict[str, Any]]) -> dict[str, Any]:
         nonlocal done
-        part = layout.process_part(index, chunk_fingerprint(prompt, chunk))
+        part = layout.process_part(index, chunk_fingerprint(prompt, chunk, plan))
         async with window:
             # quote: Prefect need not walk 500 records looking for futures (60 ms a chunk).
             report = await augment_chunk(quote(chunk), part, prompt, plan, prices, rank=index,

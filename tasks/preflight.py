@@ -23,7 +23,7 @@ async def forecast_calls(out: str, records: list[dict[str, Any]], template: Prom
                          prices: PriceTable, settings: ProcessSettings) -> Preflight:
     """What a run would ask and cost; kept under OUT and shown as an artifact."""
     cache = _cache(model, settings)
-    forecast = preflight(records, template, prices, cache, skipped=model.skip_reason)
+    forecast = preflight(records, template, prices, cache, model)
     write_json(forecast.model_dump(), RunLayout(out).preflight)
     await acreate_markdown_artifact(markdown=forecast.markdown(), key="preflight",
                                     description="What the run would ask the model, and its cost")

@@ -15,8 +15,9 @@ from prefect.cache_policies import NO_CACHE
 from augment_it import progress
 from augment_it.layout import RunLayout, exists, read_frame, remove_others, write_frame, write_json
 from augment_it.pricing import PriceTable
-from augment_it.processing import ModelPlan, apply_overrides, augment_records, open_plan
+from augment_it.processing import ModelPlan, Rejection, apply_overrides, augment_records, open_plan
 from augment_it.records import AI_STATUS, ID, records_frame
+from augment_it.review_ledger import read_ledger, rejections
 from augment_it.settings import ProcessSettings
 from augment_it.templates import PromptTemplate
 from blocks.providers import stored_credentials
@@ -49,6 +50,15 @@ async def open_model(template: PromptTemplate, settings: ProcessSettings) -> Mod
     """The model to call; its key from the environment, else from a credentials block."""
     stored = None if template.provider == "none" else stored_credentials(template.provider)
     return open_plan(template, settings, *(stored or ()))
+
+
+@task(name="load-rejections", cache_policy=NO_CACHE)
+async def load_rejections(out: str, records: list[dict[str, Any]],
+                          template: PromptTemplate) -> dict[str, list[Rejection]]:
+    """The answers a reviewer rejected in earlier runs under OUT, for RECORDS as they read now."""
+    ledger = read_ledger(out)
+    return {record_id: [(template.answer_text(d.answer), d.comment) for d in chain]
+            for record_id, chain in rejections(ledger, records).items()} if ledger else {}
 
 
 @task(name="augment-chunk", cache_policy=NO_CACHE)
@@ -141,6 +151,8 @@ async def write_process_report(out: str, template: PromptTemplate, plan: ModelPl
                   "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 6),
                   "records_without_usage": sum(c["records_without_usage"] for c in chunks)},
         "resumed_chunks": sum(1 for c in chunks if c["resumed"]),
+        # Records asked after the answers a reviewer rejected (--retry-rejected), the model shown those.
+        "retried_rejected": len(plan.rejected) if plan.retry_rejected and plan.caller else 0,
         "calls": calls,
     }
     layout = RunLayout(out)

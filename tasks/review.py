@@ -96,7 +96,7 @@ async def save_decision(out: str, decision: ReviewDecision, frame: pd.DataFrame,
     """Write decision.json, and keep a human's decision in the ledger for reruns."""
     layout = RunLayout(out)
     write_json(decision.model_dump(), layout.decision)
-    if kept := decisions_to_keep(decision, frame, shown_ids):
+    if kept := decisions_to_keep(decision, frame, shown_ids, output_fields(out)[0]):
         write_ledger(out, read_ledger(out) | keyed(kept))
     return layout.decision
 

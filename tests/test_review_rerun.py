@@ -148,3 +148,48 @@ def test_an_earlier_edit_of_a_field_this_run_lacks_fills_it_rather_than_failing_
     assert reviewed.iloc[0]["notes"] == "checked" and reviewed.iloc[0]["reviewed_by"] == "Grace"
     assert audit[0] == {"id": "a", "action": "edit", "field": "notes", "before": None, "after": "checked",
                         "reviewer": "Grace", "source": "earlier", "at": "2026-11-01T09:00:00+00:00"}
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_retry_rejected_asks_again_only_about_what_a_reviewer_rejected_showing_why(
+        llm, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def review(settings: ProcessSettings, decision: dict) -> tuple[list[str], dict]:
+        started = time.time()
+        run = BackgroundRun(COMPANIES, TEMPLATE, out, review_policy="ui", id_column="company_id",
+                            settings=settings)
+        run.start()
+        run_id = asyncio.run(paused_review_run(after=started))
+        asked = json.loads((out / ".augment" / "review" / "pending.json").read_text())["to_review"]
+        return sorted(asked), finished(run, run_id, decision)
+
+    def summary(settings: ProcessSettings) -> dict:
+        return run_pipeline(COMPANIES, TEMPLATE, out, id_column="company_id", settings=settings).result()
+
+    review(ProcessSettings(), {"approve": True, "reject_ids": ["c002"], "reviewer": "Grace",
+                               "comment": "too vague"})
+    first = pd.read_parquet(out / "rejected.parquet").set_index("_id").at["c002", "summary"]
+    assert llm.stats()["answered"] == 6
+
+    # A rerun without the option pays nothing, and the rejection stands.
+    assert summary(ProcessSettings())["rejected"] == 1 and llm.stats()["answered"] == 6
+
+    retry = ProcessSettings(retry_rejected=True)
+    asked, done = review(retry, {"approve": True, "reviewer": "Ada"})
+    assert asked == ["c002"]  # the others keep Grace's approval
+    assert llm.stats()["answered"] == 7 and done["retried_rejected"] == 1
+    messages = llm.requests[-1]["body"]["messages"]
+    assert json.loads(messages[-2]["content"])["summary"] == first
+    said = 'A reviewer rejected this answer and said: "too vague". Answer again, correcting it.'
+    assert messages[-1]["content"] == said
+    exported = pd.read_parquet(out / "exported.parquet").set_index("_id")
+    assert len(exported) == 6 and exported.at["c002", "summary"] != first
+    assert exported.at["c002", "reviewed_by"] == "Ada"
+
+    # Later runs, with the option or without, keep the answer Ada approved, and pay nothing.
+    for settings in (ProcessSettings(), retry):
+        again = summary(settings)
+        assert again["exported"] == 6 and llm.stats()["answered"] == 7
+        exported = pd.read_parquet(out / "exported.parquet").set_index("_id")
+        assert exported.at["c002", "summary"] != first and exported.at["c002", "reviewed_by"] == "Ada"

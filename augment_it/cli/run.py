@@ -74,6 +74,9 @@ def run(
     review_timeout: Annotated[int, typer.Option(help="Seconds to wait for a reviewer")] = 24 * 3600,
     review_timeout_outcome: Annotated[TimeoutOutcome, typer.Option(
         help="When nobody reviews in time: reject-all (nothing exported) or approve-all")] = "reject-all",
+    retry_rejected: Annotated[bool, typer.Option(
+        "--retry-rejected", help="Ask the model again about the records a reviewer rejected under --out, "
+                                 "showing it the rejected answer and the reviewer's comment")] = False,
     review_again: Annotated[bool, typer.Option(
         "--review-again", help="Decide every record anew, not only those new or changed since the last "
                                "review under --out")] = False,
@@ -86,7 +89,7 @@ def run(
     source, encoding = source_and_encoding(source, url_column, encoding)
     call = call_policy(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout)
     settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
-                               call=call, max_cost_usd=max_cost)
+                               call=call, max_cost_usd=max_cost, retry_rejected=retry_rejected)
     provider = check_inputs(source, template, settings, out, to, encoding)
     from augment_it.cli.local_server import prefect_api
     from flows.pipeline import augment_pipeline
@@ -236,6 +239,8 @@ def print_summary(summary: dict[str, Any], out: str) -> None:
         answers = [f"{calls.get('answered', 0)} answered", f"{calls.get('cache_hits', 0)} from the cache"]
         if kept := summary.get("answers_kept"):
             answers.append(f"{kept} kept from the last run under {out}")
+        if retried := summary.get("retried_rejected"):
+            answers.append(f"{retried} asked after the answer a reviewer rejected")
         console.print(
             f"AI step: {ai.get('provider')} / {ai.get('model')}: {', '.join(answers)}, "
             f"{calls.get('retries', 0)} retries ({calls.get('rate_limited', 0)} rate-limited); "

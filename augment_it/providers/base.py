@@ -59,9 +59,17 @@ class ModelRequest:
     def repair(self, answer: str, problem: str) -> ModelRequest:
         """The same request, asking once more after an answer that could not be used."""
         wanted = "only a JSON object that matches the requested fields" if self.schema else "your answer"
-        fix = f"Your answer could not be used: {problem}. Reply again with {wanted}."
+        return self._answered(answer, f"Your answer could not be used: {problem}. Reply again with {wanted}.")
+
+    def after_rejection(self, answer: str, comment: str) -> ModelRequest:
+        """The same request, asking again after a reviewer rejected ANSWER, saying COMMENT."""
+        said = f' and said: "{comment}"' if comment else ""
+        return self._answered(answer, f"A reviewer rejected this answer{said}. Answer again, correcting it.")
+
+    def _answered(self, answer: str, follow_up: str) -> ModelRequest:
         # Anthropic refuses an empty assistant turn before the last message.
-        return replace(self, messages=(*self.messages, ("assistant", answer or "(no answer)"), ("user", fix)))
+        return replace(self, messages=(*self.messages, ("assistant", answer or "(no answer)"),
+                                       ("user", follow_up)))
 
 
 @dataclass(frozen=True)
