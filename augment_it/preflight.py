@@ -117,7 +117,8 @@ def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: P
     """What a run of TEMPLATE over RECORDS would ask, given the answers CACHE holds and the run's
     model PLAN (which says why it would ask nothing, and which records it asks after a rejection)."""
     to_ask: list[int] = []  # each prompt's characters
-    paid: list[tuple[int, int, int]] = []  # characters, input and output tokens of answers in the cache
+    answered = 0  # by the cache
+    sized: list[tuple[int, int, int]] = []  # characters, input and output tokens of those, where known
     unrenderable: list[str] = []
     prompts: list[SamplePrompt] = []
     for record in records:
@@ -132,11 +133,10 @@ def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: P
         reply = cache.get(request.key()) if cache is not None else None
         if reply is None:
             to_ask.append(request.characters())
-        elif reply.input_tokens is not None and reply.output_tokens is not None:
-            paid.append((request.characters(), reply.input_tokens, reply.output_tokens))
-        else:  # answered, of unknown size: free all the same
-            paid.append((request.characters(), -1, -1))
-    sized = [p for p in paid if p[1] >= 0]
+            continue
+        answered += 1
+        if reply.input_tokens is not None and reply.output_tokens is not None:
+            sized.append((request.characters(), reply.input_tokens, reply.output_tokens))
     if sized:
         tokens_per_character = sum(p[1] for p in sized) / max(1, sum(p[0] for p in sized))
         output_each, bound = fmean(p[2] for p in sized), False
@@ -148,7 +148,7 @@ def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: P
     input_tokens = round(sum(to_ask) * tokens_per_character)
     output_tokens = round(output_each * len(to_ask))
     return Preflight(
-        provider=template.provider, model=template.model, records=len(records), answered=len(paid),
+        provider=template.provider, model=template.model, records=len(records), answered=answered,
         to_ask=len(to_ask), unrenderable=len(unrenderable), unrenderable_reasons=unrenderable[:SHOWN_REASONS],
         input_tokens=input_tokens, output_tokens=output_tokens,
         cost_usd=prices.cost(template.model, input_tokens, output_tokens), basis=basis,
