@@ -1,20 +1,27 @@
 """A persistent answer cache: a rerun with the same inputs pays for nothing twice.
 
 SQLite in WAL mode: each answer is committed as it arrives, so a crash loses no paid answer,
-and several processes on one machine can share the file.
+and several processes on one machine can share the file. Beside the answers it holds the
+requests in flight (`claim`): a process about to send a prompt another one is sending waits for
+that answer instead of paying for it again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 from augment_it.providers.base import ModelReply
 
 DEFAULT_CACHE_DIR = "~/.cache/augment-it"
+# Seconds a claim holds unrenewed: a process that stopped renewing its claims (another host's, or a
+# killed container's, whose process cannot be looked up from here) is taken for gone after that.
+CLAIM_LEASE = 30.0
 
 
 def default_cache_path() -> Path:
@@ -35,6 +42,9 @@ class AnswerCache:
         )
         # The prompt cache's share of the input (priced apart), kept so that a replayed answer's row
         # says what it cost; a cache file from an earlier release gains the columns, 0 for its rows.
+        self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT, pid INTEGER,"
+                         " owner TEXT, claimed REAL)")
+        self._owner = uuid.uuid4().hex  # this cache object's claims: a process may open the file twice
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
         for column in ("cached_input_tokens", "cache_write_tokens"):
             if column not in columns:
@@ -56,8 +66,50 @@ class AnswerCache:
              reply.cached_input_tokens, reply.cache_write_tokens),
         )
 
+    def claim(self, key: str, lease: float = CLAIM_LEASE) -> bool:
+        """Take KEY to send it, unless someone else is sending it now. A claim lapses LEASE seconds
+        after it was taken or last renewed, and at once when its process, on this host, is gone."""
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")  # no other process between the read and the write
+        try:
+            held = self._db.execute("SELECT host, pid, owner, claimed FROM claims WHERE key = ?",
+                                    (key,)).fetchone()
+            if held is not None and not self._lapsed(*held, now=now, lease=lease):
+                return False
+            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                             (key, _HOST, os.getpid(), self._owner, now))
+            return True
+        finally:
+            self._db.execute("COMMIT")
+
+    def renew(self) -> None:
+        """Renew this cache object's claims: its process is alive, and still sending those."""
+        self._db.execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self._owner))
+
+    def release(self, key: str) -> None:
+        self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self._owner))
+
+    def _lapsed(self, host: str, pid: int, owner: str, claimed: float, now: float, lease: float) -> bool:
+        if owner == self._owner or now - claimed > lease:
+            return True
+        return host == _HOST and not _alive(pid)
+
     def forget(self, key: str) -> None:
         self._db.execute("DELETE FROM answers WHERE key = ?", (key,))
 
     def close(self) -> None:
         self._db.close()
+
+
+# A container's hostname is its own, so processes in other containers are told apart by it too.
+_HOST = socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it does, as another user's
+        pass
+    return True

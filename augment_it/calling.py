@@ -7,6 +7,7 @@ retry-after, backoff and the cache are written once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from augment_it.cache import AnswerCache
+from augment_it.cache import CLAIM_LEASE, AnswerCache
 from augment_it.providers.base import (
     CHARACTERS_PER_TOKEN,
     ModelReply,
@@ -50,7 +51,7 @@ class CallPolicy(BaseModel):
 class CallStats:
     sent: int = 0  # requests that reached the provider (including retries)
     answered: int = 0
-    cache_hits: int = 0
+    cache_hits: int = 0  # answered by the cache, or by another call of the same prompt in flight
     retries: int = 0
     rate_limited: int = 0
     not_sent: int = 0  # calls not made after an answer that every call of the run would get
@@ -115,6 +116,8 @@ class ModelCaller:
         self._requests = _paced(policy.rpm) if policy.rpm else None
         self._tokens = _paced(policy.tpm) if policy.tpm else None
         self._prompt_cache_writes: dict[tuple[str, str], asyncio.Event] = {}
+        self._in_flight: dict[str, asyncio.Future[ModelReply]] = {}  # by request key
+        self._renewing: asyncio.Task[None] | None = None  # this caller's claims, while it runs
         self._refused: ProviderError | None = None  # the first answer every call would get
         self._backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max,
                                                 jitter=policy.backoff_initial)
@@ -127,11 +130,67 @@ class ModelCaller:
 
     async def call(self, request: ModelRequest) -> ModelReply:
         key = request.key()
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats.cache_hits += 1
+        if (hit := self._cached(key)) is not None:
+            return hit
+        if (first := self._in_flight.get(key)) is not None:
+            # The same prompt twice in a run (two records alike): one call, both answered by it.
+            reply = await asyncio.shield(first)
+            self.stats.cache_hits += 1
+            return dataclasses.replace(reply, cached=True)
+        self._in_flight[key] = answered = asyncio.get_running_loop().create_future()
+        try:
+            reply = await self._claimed(request, key)
+        except Exception as exc:  # the same failure for the calls waiting on this one
+            answered.set_exception(exc)
+            answered.exception()  # marked as read: asyncio would log it when nobody waited for it
+            raise
+        except BaseException:  # cancelled with the run
+            answered.cancel()
+            raise
+        finally:
+            del self._in_flight[key]
+        answered.set_result(reply)
+        return reply
+
+    def _cached(self, key: str) -> ModelReply | None:
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            self.stats.cache_hits += 1
+        return hit
+
+    async def _claimed(self, request: ModelRequest, key: str) -> ModelReply:
+        """Send REQUEST once no other process is sending it; if one was, its answer instead."""
+        if self.cache is None:
+            return await self._retried(request, key)
+        self._renew_claims()
+        pause = 0.05
+        while not self.cache.claim(key):
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
+            if (hit := self._cached(key)) is not None:
                 return hit
+        try:  # answered between this process's look and its claim?
+            return self._cached(key) or await self._retried(request, key)
+        finally:
+            self.cache.release(key)
+
+    def _renew_claims(self) -> None:
+        """Keep renewing this caller's claims (a wait for a slot or the rate limit can outlast a
+        lease), in this event loop, until the caller is closed."""
+        loop = asyncio.get_running_loop()
+        if self._renewing is not None and not self._renewing.done() and self._renewing.get_loop() is loop:
+            return
+        cache = self.cache
+        assert cache is not None
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(CLAIM_LEASE / 3)
+                cache.renew()
+
+        self._renewing = loop.create_task(renew())
+
+    async def _retried(self, request: ModelRequest, key: str) -> ModelReply:
         if self._refused is not None:
             self.stats.not_sent += 1
             why = ("no call of this run could reach the provider" if self._refused.unreachable
@@ -208,6 +267,8 @@ class ModelCaller:
         self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
 
     async def close(self) -> None:
+        if self._renewing is not None:
+            self._renewing.cancel()
         await self.provider.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections import deque
 
@@ -562,3 +563,115 @@ def test_a_cost_is_the_sum_of_its_prices_without_float_noise() -> None:
     from augment_it.pricing import PriceTable
 
     assert PriceTable().cost("gpt-4o-mini", 44, 31) == 2.52e-05
+
+
+def test_the_same_prompt_twice_at_once_is_sent_once(tmp_path) -> None:
+    """Two records alike (a survey's many "Great product!") were each paid for: both missed the
+    cache, since neither was answered yet."""
+    provider = QueuedProvider("answer")
+
+    async def run() -> list[ModelReply]:
+        caller = ModelCaller(SlowProvider(provider), FAST.model_copy(update={"timeout": 5}),
+                             AnswerCache(tmp_path / "answers.sqlite"))
+        replies = await asyncio.gather(*(caller.call(request("same")) for _ in range(3)))
+        assert caller.stats.sent == 1 and caller.stats.cache_hits == 2
+        return replies
+
+    replies = asyncio.run(run())
+    assert [r.text for r in replies] == ["answer"] * 3
+    assert [r.cached for r in replies] == [False, True, True]  # one was paid for, by this run
+
+
+class SlowProvider:
+    """PROVIDER, answering after 0.2 s."""
+
+    name = "queued"
+    cache_write_min_tokens = None
+
+    def __init__(self, provider: QueuedProvider) -> None:
+        self.provider = provider
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        await asyncio.sleep(0.2)
+        return await self.provider.send(request)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_prompt_another_process_is_sending_waits_for_its_answer(tmp_path) -> None:
+    """Two runs (a schedule and a hand-started one, two workers) on the same prompts: the one
+    that comes second waits for the answer the first one pays for."""
+    path = tmp_path / "answers.sqlite"
+    first = ModelCaller(SlowProvider(QueuedProvider("answer")), FAST, AnswerCache(path))
+    second = ModelCaller(QueuedProvider(), FAST, AnswerCache(path))  # its own connection and claims
+
+    async def run() -> list[ModelReply]:
+        sending = asyncio.create_task(first.call(request("same")))
+        await asyncio.sleep(0.05)
+        return [await second.call(request("same")), await sending]
+
+    waited, sent = asyncio.run(run())
+    assert waited.text == sent.text == "answer" and waited.cached and second.stats.sent == 0
+
+
+def test_a_claim_of_a_process_that_is_gone_or_of_long_ago_lapses(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    other = AnswerCache(tmp_path / "answers.sqlite")
+    assert other.claim("k", lease=600)
+    assert not cache.claim("k", lease=600)  # held by a live process (this one, another cache object)
+    assert cache.claim("k", lease=0)  # unless it is older than the lease
+    with sqlite3.connect(tmp_path / "answers.sqlite") as db:  # as a killed run would have left it
+        db.execute("UPDATE claims SET pid = ?, owner = 'killed', claimed = ?",
+                   (int(gone.stdout), time.time()))
+    assert cache.claim("k", lease=600)
+    with sqlite3.connect(tmp_path / "answers.sqlite") as db:  # another host's: only the lease tells
+        db.execute("UPDATE claims SET host = 'elsewhere', owner = 'theirs', claimed = ?", (time.time(),))
+    assert not cache.claim("k", lease=600)
+    cache.release("k")  # not this cache's claim: it stays
+    assert not cache.claim("k", lease=600)
+
+
+def test_claims_are_renewed_while_their_call_runs_and_lapse_when_they_are_not(tmp_path, monkeypatch) -> None:
+    import augment_it.calling
+
+    path = tmp_path / "answers.sqlite"
+    holder, other = AnswerCache(path), AnswerCache(path)
+    assert holder.claim("k")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE claims SET claimed = claimed - 60")  # older than the lease
+    holder.renew()
+    assert not other.claim("k")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE claims SET claimed = claimed - 60")
+    assert other.claim("k")
+
+    other.release("k")
+    monkeypatch.setattr(augment_it.calling, "CLAIM_LEASE", 0.3)  # renewed every 0.1 s
+    renewed: list[float] = []
+
+    def claimed() -> float:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT max(claimed) FROM claims").fetchone()[0]
+
+    class Watched(SlowProvider):  # the claim's time, before and after half a second of sending
+        async def send(self, request: ModelRequest) -> ModelReply:
+            before = claimed()
+            await asyncio.sleep(0.5)
+            renewed.append(claimed() - before)
+            return await self.provider.send(request)
+
+    caller = ModelCaller(Watched(QueuedProvider("answer")), FAST.model_copy(update={"timeout": 5}),
+                         AnswerCache(path))
+
+    async def run() -> None:
+        await caller.call(request("renewed"))
+        await caller.close()
+
+    asyncio.run(run())
+    assert renewed[0] >= 0.3

@@ -76,3 +76,29 @@ def test_a_part_written_before_cached_input_tokens_existed_is_still_counted() ->
                              "_output_tokens": pd.array([5, 0], dtype="Int64"), "_cost_usd": [0.1, 0.0]})
     counts = chunk_counts(old_part)
     assert (counts["input_tokens"], counts["cached_input_tokens"], counts["ok"]) == (10, 0, 2)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_two_runs_asking_the_same_prompts_at_once_pay_for_each_answer_once(llm, tmp_path: Path) -> None:
+    """A schedule firing while someone runs the same file by hand into another --out: each prompt
+    is sent by one run, and the other waits for its answer (the answer cache's claims)."""
+    from prefect.settings import PREFECT_API_URL
+
+    llm.configure(latency=0.5)
+    records = 60
+    source = tmp_path / "records.csv"
+    source.write_text("id,text\n" + "".join(f"r{i},record number {i}\n" for i in range(records)))
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    runs = [subprocess.Popen([sys.executable, "-m", "augment_it.cli.main", "run", str(source), "-t",
+                              str(tmp_path / "t.yaml"), "--id-column", "id", "--out", str(tmp_path / out),
+                              "--concurrency", "4"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for out in ("a", "b")]
+    for run in runs:
+        _, errors = run.communicate(timeout=300)
+        assert run.returncode == 0, errors[-2000:]
+    stats = llm.stats()
+    assert stats["answered"] == records and stats["duplicates"] == 0, stats
+    for out in ("a", "b"):
+        exported = pd.read_parquet(tmp_path / out / "exported.parquet")
+        assert len(exported) == records and set(exported["_ai_status"]) == {"ok"}
