@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from augment_it.providers.base import ModelReply
@@ -59,19 +60,24 @@ class AnswerCache:
         return ModelReply(*row, cached=True) if row else None
 
     def put(self, key: str, provider: str, model: str, reply: ModelReply) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO answers (key, provider, model, text, input_tokens, output_tokens,"
-            " created, cached_input_tokens, cache_write_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, provider, model, reply.text, reply.input_tokens, reply.output_tokens, time.time(),
-             reply.cached_input_tokens, reply.cache_write_tokens),
-        )
+        """Keep REPLY as KEY's answer, and release this cache object's claim on KEY with it."""
+        with self._transaction():  # one commit for both: a write per call is what a fast run spends
+            self._db.execute(
+                "INSERT OR REPLACE INTO answers (key, provider, model, text, input_tokens, output_tokens,"
+                " created, cached_input_tokens, cache_write_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, provider, model, reply.text, reply.input_tokens, reply.output_tokens, time.time(),
+                 reply.cached_input_tokens, reply.cache_write_tokens),
+            )
+            self.release(key)
 
     def claim(self, key: str, lease: float = CLAIM_LEASE) -> bool:
-        """Take KEY to send it, unless someone else is sending it now. A claim lapses LEASE seconds
-        after it was taken or last renewed, and at once when its process, on this host, is gone."""
+        """Take KEY to send it, unless it is answered or someone else is sending it now. A claim
+        lapses LEASE seconds after it was taken or last renewed, and at once when its process, on
+        this host, is gone. `put` releases it, or else `release`."""
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")  # no other process between the read and the write
-        try:
+        with self._transaction():  # no other process between the reads and the write
+            if self._db.execute("SELECT 1 FROM answers WHERE key = ?", (key,)).fetchone():
+                return False
             held = self._db.execute("SELECT host, pid, owner, claimed FROM claims WHERE key = ?",
                                     (key,)).fetchone()
             if held is not None and not self._lapsed(*held, now=now, lease=lease):
@@ -79,6 +85,12 @@ class AnswerCache:
             self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
                              (key, _HOST, os.getpid(), self._owner, now))
             return True
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
         finally:
             self._db.execute("COMMIT")
 

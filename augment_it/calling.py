@@ -161,18 +161,24 @@ class ModelCaller:
     async def _claimed(self, request: ModelRequest, key: str) -> ModelReply:
         """Send REQUEST once no other process is sending it; if one was, its answer instead."""
         if self.cache is None:
-            return await self._retried(request, key)
+            return await self._retried(request)
         self._renew_claims()
         pause = 0.05
-        while not self.cache.claim(key):
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, 1.0)
+        while not self.cache.claim(key):  # answered, or another process is sending it
             if (hit := self._cached(key)) is not None:
                 return hit
-        try:  # answered between this process's look and its claim?
-            return self._cached(key) or await self._retried(request, key)
-        finally:
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
+        try:
+            reply = await self._retried(request)
+        except BaseException:
             self.cache.release(key)
+            raise
+        if reply.incomplete is None:
+            self.cache.put(key, request.provider, request.model, reply)  # and releases the claim
+        else:  # a cut-off answer is asked again
+            self.cache.release(key)
+        return reply
 
     def _renew_claims(self) -> None:
         """Keep renewing this caller's claims (a wait for a slot or the rate limit can outlast a
@@ -190,7 +196,7 @@ class ModelCaller:
 
         self._renewing = loop.create_task(renew())
 
-    async def _retried(self, request: ModelRequest, key: str) -> ModelReply:
+    async def _retried(self, request: ModelRequest) -> ModelReply:
         if self._refused is not None:
             self.stats.not_sent += 1
             why = ("no call of this run could reach the provider" if self._refused.unreachable
@@ -211,8 +217,6 @@ class ModelCaller:
             if exc.unreachable and self.stats.answered == 0 and self._refused is None:
                 self._refused = exc
             raise
-        if self.cache is not None and reply.incomplete is None:  # a cut-off answer is asked again
-            self.cache.put(key, request.provider, request.model, reply)
         return reply
 
     @asynccontextmanager
