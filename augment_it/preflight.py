@@ -96,20 +96,20 @@ def _quoted(text: str) -> str:
     return "\n".join(f"> {line}" for line in text.splitlines() or [""])
 
 
-def records_to_ask(records: list[dict[str, Any]], template: PromptTemplate, cache: AnswerCache | None,
+def records_to_ask(records: list[dict[str, Any]], template: PromptTemplate, plan: ModelPlan,
                    limit: int) -> list[dict[str, Any]]:
-    """The first LIMIT of RECORDS whose prompt renders and has no answer in CACHE."""
+    """LIMIT of RECORDS whose prompt renders and is not answered yet, spread over them: the first
+    rows of a sorted file may all be alike."""
+    cache = plan.caller.cache if plan.caller is not None else None
     found: list[dict[str, Any]] = []
     for record in records:
-        if len(found) == limit:
-            break
         try:
-            request = build_request(template, record)
+            request = request_for(template, record, plan)
         except RenderError:
             continue
         if cache is None or cache.get(request.key()) is None:
             found.append(record)
-    return found
+    return [found[i * len(found) // limit] for i in range(min(limit, len(found)))]
 
 
 def preflight(records: list[dict[str, Any]], template: PromptTemplate, prices: PriceTable,

@@ -20,7 +20,7 @@ from flows.collect import collect
 from flows.pipeline import run_stage
 from tasks.failures import aoutcome, fails_cleanly
 from tasks.preflight import ask_sample, forecast_calls
-from tasks.process import close_model, load_collected, open_model, prepare_template
+from tasks.process import close_model, load_collected, open_model_for_run, prepare_template
 
 SAMPLE_SIZE = 3
 
@@ -38,7 +38,7 @@ async def preflight(source: str, template: str, out: str, id_column: str | None 
         prompt = await aoutcome(prepare_template(template, settings, return_state=True))
         prices = PriceTable.load(settings.prices_path)
         records = await load_collected(out)
-        model = await open_model(prompt, settings)
+        model = await open_model_for_run(out, records, prompt, settings)
         answers = await ask_sample(quote(records), prompt, model, prices, settings, sample)
         forecast = await forecast_calls(out, quote(records), prompt, model, prices, settings)
         await close_model(model)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 from typing import Any
 
@@ -21,8 +20,7 @@ from tasks.process import (
     augment_chunk,
     close_model,
     load_collected,
-    load_rejections,
-    open_model,
+    open_model_for_run,
     prepare_template,
     write_process_report,
 )
@@ -45,9 +43,7 @@ async def process(out: str, template: str, settings: ProcessSettings | None = No
     prompt = await aoutcome(prepare_template(template, settings, return_state=True))
     prices = PriceTable.load(settings.prices_path)  # a bad price file stops the stage before any call
     records = await load_collected(out)
-    plan = await open_model(prompt, settings)
-    rejected = await load_rejections(out, quote(records), prompt)
-    plan = dataclasses.replace(plan, rejected=rejected, retry_rejected=settings.retry_rejected)
+    plan = await open_model_for_run(out, records, prompt, settings)
     if settings.max_cost_usd is not None and plan.caller is not None:
         forecast = await forecast_calls(out, quote(records), prompt, plan, prices, settings)
         if refusal := forecast.over_budget(settings.max_cost_usd):

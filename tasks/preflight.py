@@ -37,7 +37,7 @@ async def ask_sample(records: list[dict[str, Any]], template: PromptTemplate, mo
     measure their tokens; the answers are cached, so the run that follows does not pay again."""
     if model.caller is None or size <= 0:
         return []
-    sample = records_to_ask(records, template, _cache(model, settings), size)
+    sample = records_to_ask(records, template, model, size)
     rows = await augment_records(sample, template, model, prices) if sample else []
     shown = [ID, AI_STATUS, *template.output_fields, REASON, "_cost_usd"]
     return [{name: row.get(name) for name in shown} for row in rows]

@@ -6,11 +6,13 @@ and doubles as the checkpoint: a finished chunk is a Parquet part that a rerun s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from augment_it import progress
 from augment_it.layout import RunLayout, exists, read_frame, remove_others, write_frame, write_json
@@ -50,6 +52,14 @@ async def open_model(template: PromptTemplate, settings: ProcessSettings) -> Mod
     """The model to call; its key from the environment, else from a credentials block."""
     stored = None if template.provider == "none" else stored_credentials(template.provider)
     return open_plan(template, settings, *(stored or ()))
+
+
+async def open_model_for_run(out: str, records: list[dict[str, Any]], template: PromptTemplate,
+                             settings: ProcessSettings) -> ModelPlan:
+    """The model to call for RECORDS, knowing which of them a reviewer rejected answers to."""
+    plan = await open_model(template, settings)
+    rejected = await load_rejections(out, quote(records), template)
+    return dataclasses.replace(plan, rejected=rejected, retry_rejected=settings.retry_rejected)
 
 
 @task(name="load-rejections", cache_policy=NO_CACHE)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from augment_it.cache import AnswerCache
 from augment_it.cli.main import app
-from augment_it.preflight import preflight
+from augment_it.preflight import preflight, records_to_ask
 from augment_it.pricing import Price, PriceTable
 from augment_it.processing import build_request
 from augment_it.providers.base import ModelReply
@@ -98,7 +98,7 @@ def test_plan_asks_a_sample_and_a_run_over_its_max_cost_sends_nothing(llm, tmp_p
     assert llm.stats()["answered"] == 2
     assert "collected 7 record(s), 1 of them quarantined" in planned.output
     assert "asked 2 record(s) first" in planned.output
-    assert "c0: ok" in planned.output and "c1: ok" in planned.output
+    assert "c0: ok" in planned.output and "c3: ok" in planned.output  # spread over the records
     assert "6 record(s) to process: 2 answered before (free), 4 to ask" in planned.output
     assert "as for the 2 answer(s) to these prompts paid for before" in planned.output
     kept = json.loads((tmp_path / "out" / ".augment" / "process" / "preflight.json").read_text())
@@ -114,3 +114,25 @@ def test_plan_asks_a_sample_and_a_run_over_its_max_cost_sends_nothing(llm, tmp_p
     assert llm.stats()["answered"] == 6  # the sample's answers replayed from the cache
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["provider_calls"]["cache_hits"] == 2 and summary["exported"] == 6
+
+
+def test_the_sample_is_spread_over_the_records_and_a_rejection_to_retry_is_to_ask(tmp_path: Path) -> None:
+    import dataclasses
+
+    from augment_it.processing import open_plan
+    from augment_it.settings import ProcessSettings
+
+    template = parse_template(TEMPLATE)
+    settings = ProcessSettings(cache_path=str(tmp_path / "answers.sqlite"))
+    plan = open_plan(template, settings, api_key="sk-test")
+    batch = records(10)
+    assert [r["_id"] for r in records_to_ask(batch, template, plan, 3)] == ["r0", "r3", "r6"]
+    assert plan.caller is not None and plan.caller.cache is not None
+    plan.caller.cache.put(build_request(template, batch[0]).key(), "openai", template.model,
+                          ModelReply('{"pitch": "Tea.", "score": 1}', 20, 10))
+    assert records_to_ask(batch, template, plan, 1)[0]["_id"] == "r1"
+    rejected = dataclasses.replace(plan, rejected={"r0": [('{"pitch": "Tea.", "score": 1}', "too short")]})
+    assert preflight(batch, template, PRICES, plan.caller.cache, rejected).to_ask == 9  # the rejection stands
+    retried = dataclasses.replace(rejected, retry_rejected=True)
+    assert preflight(batch, template, PRICES, plan.caller.cache, retried).to_ask == 10
+    assert records_to_ask(batch, template, retried, 1)[0]["_id"] == "r0"

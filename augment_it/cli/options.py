@@ -23,6 +23,9 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Ask again even if 
 PricesOpt = Annotated[str | None, typer.Option(help="YAML prices per 1M tokens")]
 UrlColumnOpt = Annotated[str | None, typer.Option(
     help="Fetch the web page at the URL in this column of SOURCE and add its text")]
+RetryRejectedOpt = Annotated[bool, typer.Option(
+    "--retry-rejected", help="Ask the model again about the records a reviewer rejected under --out, "
+                             "showing it the rejected answer and the reviewer's comment")]
 EncodingOpt = Annotated[str | None, typer.Option(
     help="Text encoding of SOURCE's files if not UTF-8 (cp1252: Excel's plain \"CSV\" on Windows)")]
 

@@ -18,6 +18,7 @@ from augment_it.cli.options import (
     OutOpt,
     PricesOpt,
     ProviderOpt,
+    RetryRejectedOpt,
     SourceArg,
     TemplateOpt,
     UrlColumnOpt,
@@ -47,13 +48,14 @@ def plan(
     id_column: IdColumnOpt = None,
     no_cache: NoCacheOpt = False,
     prices: PricesOpt = None,
+    retry_rejected: RetryRejectedOpt = False,
     url_column: UrlColumnOpt = None,
     encoding: EncodingOpt = None,
 ) -> None:
     """Collect SOURCE, ask about a sample, and project what `augment run` would ask and cost."""
     source, encoding = source_and_encoding(source, url_column, encoding)
     settings = ProcessSettings(provider=provider, model=model, use_cache=not no_cache, prices_path=prices,
-                               call=call_policy(concurrency=concurrency))
+                               call=call_policy(concurrency=concurrency), retry_rejected=retry_rejected)
     provider = check_inputs(source, template, settings, out)
     from augment_it.cli.local_server import prefect_api
     from flows.preflight import preflight

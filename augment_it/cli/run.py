@@ -29,6 +29,7 @@ from augment_it.cli.options import (
     OutOpt,
     PricesOpt,
     ProviderOpt,
+    RetryRejectedOpt,
     SourceArg,
     TemplateOpt,
     UrlColumnOpt,
@@ -74,9 +75,7 @@ def run(
     review_timeout: Annotated[int, typer.Option(help="Seconds to wait for a reviewer")] = 24 * 3600,
     review_timeout_outcome: Annotated[TimeoutOutcome, typer.Option(
         help="When nobody reviews in time: reject-all (nothing exported) or approve-all")] = "reject-all",
-    retry_rejected: Annotated[bool, typer.Option(
-        "--retry-rejected", help="Ask the model again about the records a reviewer rejected under --out, "
-                                 "showing it the rejected answer and the reviewer's comment")] = False,
+    retry_rejected: RetryRejectedOpt = False,
     review_again: Annotated[bool, typer.Option(
         "--review-again", help="Decide every record anew, not only those new or changed since the last "
                                "review under --out")] = False,
