@@ -41,11 +41,11 @@ class AnswerCache:
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, provider TEXT, model TEXT,"
             " text TEXT, input_tokens INTEGER, output_tokens INTEGER, created REAL)"
         )
-        # The prompt cache's share of the input (priced apart), kept so that a replayed answer's row
-        # says what it cost; a cache file from an earlier release gains the columns, 0 for its rows.
         self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT, pid INTEGER,"
                          " owner TEXT, claimed REAL)")
         self._owner = uuid.uuid4().hex  # this cache object's claims: a process may open the file twice
+        # The prompt cache's share of the input (priced apart), kept so that a replayed answer's row
+        # says what it cost; a cache file from an earlier release gains the columns, 0 for its rows.
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
         for column in ("cached_input_tokens", "cache_write_tokens"):
             if column not in columns:
