@@ -260,6 +260,7 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
     killed_at = time.monotonic()  # the stand-in's clock too (CLOCK_MONOTONIC)
     process.kill()  # SIGKILL: no cleanup, no flush beyond what was already committed
     process.wait()
+    reaped_ms = round((time.monotonic() - killed_at) * 1000, 1)  # its sockets are closed by then
     first = standin.stats()["answered"]
     seconds, code = run_cli(args, env)
     stats = standin.stats()
@@ -267,6 +268,7 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
     # The kernel tears a killed process down before it closes its sockets, so the stand-in can
     # still count answers as delivered after SIGKILL: those prompts are re-sent by any client.
     return {"answered_before_kill": first, "answered_after_sigkill": first - at_kill,
+            "reaped_ms_after_sigkill": reaped_ms,
             "resent_beyond_those": max(0, stats["duplicates"] - (first - at_kill)),
             # For each prompt answered twice, how long before the kill its first answer was written
             # (negative: after it): a few ms is an answer still in transit, unread or uncommitted.
