@@ -9,11 +9,16 @@
 Each spec gives the JSON schema the provider is sent, the pydantic type an answer is validated
 with, and the words the prompt names it in. A label matches whatever its case and surrounding
 spaces, so an answer 'Positive' (or a reviewer's edit) takes the label 'positive'.
+
+A field may be named as the column it is written to (`AI Summary`); the model is asked for it
+under a key every provider takes (`answer_keys`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -93,6 +98,27 @@ class OutputSpec:
 def output_specs(kinds: Mapping[str, OutputKind]) -> dict[str, OutputSpec]:
     """Each field's spec, from the types a template declares (KINDS)."""
     return {name: OutputSpec.parse(name, kind) for name, kind in kinds.items()}
+
+
+# Anthropic refuses a tool's property keys outside `^[a-zA-Z0-9_.-]{1,64}$`; the others take this too.
+ANSWER_KEY_LENGTH = 64
+_NOT_IN_ANSWER_KEY = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def answer_keys(names: Iterable[str]) -> dict[str, str]:
+    """The key each output field NAME is asked for under in the model's JSON answer: the name itself
+    where providers take it, else its letters and digits joined by `_` (`AI Summary` → `AI_Summary`,
+    `Résumé (short)` → `Resume_short`). ValueError when two fields would get the same key."""
+    keys: dict[str, str] = {}
+    named: dict[str, str] = {}
+    for name in names:
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+        key = _NOT_IN_ANSWER_KEY.sub("_", ascii_name).strip("_")[:ANSWER_KEY_LENGTH] or "field"
+        if key in named:
+            raise ValueError(f"output fields {named[key]!r} and {name!r} would both be asked of the model "
+                             f"as {key!r}; rename one")
+        keys[name], named[key] = key, name
+    return keys
 
 
 def matching_label(labels: tuple[str, ...], value: Any) -> Any:

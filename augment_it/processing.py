@@ -44,7 +44,8 @@ class ModelPlan:
 def build_request(template: PromptTemplate, record: dict[str, Any]) -> ModelRequest:
     system, prompt = template.render(record)
     if template.structured:
-        fields = ", ".join(f"{name} ({spec.describe()})" for name, spec in template.output_specs.items())
+        fields = ", ".join(f"{template.answer_keys[name]} ({spec.describe()})"
+                           for name, spec in template.output_specs.items())
         instruction = f"Answer with a JSON object with exactly these fields: {fields}."
         system = f"{system}\n\n{instruction}" if system else instruction
     return ModelRequest(provider=template.provider, model=template.model, system=system,

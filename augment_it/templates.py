@@ -13,6 +13,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,7 +25,7 @@ from pydantic import (
 
 from augment_it.enrichers import ENRICHED_FIELDS
 from augment_it.errors import UserInputError, yaml_error_text
-from augment_it.output_types import UNKNOWN, OutputKind, OutputSpec, output_specs
+from augment_it.output_types import UNKNOWN, OutputKind, OutputSpec, answer_keys, output_specs
 from augment_it.records import PACKET_COLUMNS, REVIEW_COLUMNS, is_missing, user_fields
 from augment_it.validation import FieldType
 from augment_it.yaml_core import CoreLoader
@@ -100,8 +101,11 @@ class PromptTemplate(BaseModel):
     @classmethod
     def _output_names(cls, value: dict[str, OutputKind] | None) -> dict[str, OutputKind] | None:
         for key in value or {}:
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key) or key.startswith("_"):
-                raise ValueError(f"output field name {key!r} must be an identifier")
+            if not key.strip() or key != key.strip():
+                raise ValueError(f"output field name {key!r} is empty or starts or ends with a space")
+            if key.startswith("_"):  # augment-it's own columns (records.SYSTEM_COLUMNS) start so
+                raise ValueError(f"output field name {key!r} must not start with '_'")
+        answer_keys(value or {})
         return value
 
     @model_validator(mode="after")
@@ -145,17 +149,26 @@ class PromptTemplate(BaseModel):
         return bool(self.output)
 
     @cached_property
+    def answer_keys(self) -> dict[str, str]:
+        """Each output field's key in the model's JSON answer (`AI Summary` is asked as `AI_Summary`)."""
+        return answer_keys(self.output_fields)
+
+    @cached_property
     def output_model(self) -> type[BaseModel]:
-        fields = {name: (spec.python_type, ...) for name, spec in self.output_specs.items()}
+        """Validates an answer; it reads each field under its answer key, or under its own name (an
+        example's answer, written by the user), and dumps it `by_alias` under its own name."""
+        fields = {f"field_{number}": (spec.python_type, Field(
+                      validation_alias=AliasChoices(self.answer_keys[name], name), serialization_alias=name))
+                  for number, (name, spec) in enumerate(self.output_specs.items())}
         return create_model(f"{self.text_field}_output", __config__=ConfigDict(extra="ignore"), **fields)
 
     def json_schema(self) -> dict[str, Any] | None:
         """A strict JSON schema for the output (what OpenAI's `json_schema` mode requires)."""
         if not self.output:
             return None
-        properties = {name: spec.json_schema() for name, spec in self.output_specs.items()}
+        properties = {self.answer_keys[name]: spec.json_schema() for name, spec in self.output_specs.items()}
         return {"type": "object", "properties": properties,
-                "required": list(self.output), "additionalProperties": False}
+                "required": list(properties), "additionalProperties": False}
 
     @cached_property
     def _compiled(self) -> tuple[Any, Any | None]:
@@ -187,8 +200,10 @@ class PromptTemplate(BaseModel):
     def answer_text(self, fields: dict[str, Any]) -> str:
         """An answer's output FIELDS as the model is asked to give them (a JSON object of them, or
         the text of a template without output fields)."""
-        return json.dumps(fields, ensure_ascii=False, default=str) if self.structured \
-            else str(fields.get(self.text_field) or "")
+        if not self.structured:
+            return str(fields.get(self.text_field) or "")
+        keyed = {self.answer_keys.get(name, name): value for name, value in fields.items()}
+        return json.dumps(keyed, ensure_ascii=False, default=str)
 
     @cached_property  # asked once per record, by build_request: parse the system prompt once
     def static_system(self) -> bool:
@@ -228,7 +243,7 @@ class PromptTemplate(BaseModel):
             parsed = self.output_model.model_validate(data)
         except ValidationError as exc:
             raise ValueError(f"answer does not match the output fields: {validation_problems(exc)}") from exc
-        return parsed.model_dump()
+        return parsed.model_dump(by_alias=True)
 
 
 def extract_json(text: str) -> Any:

@@ -337,6 +337,28 @@ def test_a_table_without_a_field_for_an_answer_is_refused_before_any_call(
     assert good.result()["destination"]["updated"] == 3
 
 
+@pytest.mark.usefixtures("prefect_api")
+def test_answers_go_to_a_column_whose_name_is_no_identifier(airtable: AirtableStandin, llm,
+                                                            tmp_path: Path) -> None:
+    """Airtable columns are named for people (`AI Summary`); an output field had to be an identifier,
+    so no answer could be written to one."""
+    from tests.pipeline import run_pipeline
+
+    columns = {"name": "singleLineText", "description": "multilineText", "AI Summary": "multilineText"}
+    table = airtable.add_table("appBase", "Companies", columns, companies(3))
+    template = tmp_path / "t.yaml"
+    template.write_text("name: profile\nmodel: gpt-4o-mini\nprompt: 'Describe {{ name }}'\n"
+                        "output:\n  AI Summary: string\n")
+    uri = "airtable://appBase/Companies"
+    for run in ("run1", "run2"):  # the second from the answer cache, onto the same records
+        state = run_pipeline(uri, template, tmp_path / run, destination=uri)
+        assert state.is_completed(), state.message
+        assert state.result()["destination"]["updated"] == 3
+    assert len(table.records) == 3 and llm.total_requests == 3
+    assert all(r["fields"]["AI Summary"].startswith(f"AI_Summary of Describe {r['fields']['name']}")
+               for r in table.records.values())
+
+
 def test_ai_text_reads_as_its_text_and_a_failed_cell_as_empty_saying_why(airtable: AirtableStandin) -> None:
     """Airtable gives an AI text cell as its state object and a formula in error as {"error": ...}
     (field model, "Cell format (read only)"): a prompt was sent those objects as the field's text."""

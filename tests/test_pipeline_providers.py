@@ -251,6 +251,35 @@ def test_a_field_of_labels_is_answered_with_one_of_them(provider: str, llm, tmp_
     assert all("sector (one of: robotics, food, software, health, other)" in body for body in sent)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "groq"])
+def test_output_fields_named_as_a_tables_columns_are_asked_under_keys_each_provider_takes(
+        provider: str, llm, tmp_path: Path) -> None:
+    """Output fields had to be identifiers, so an answer could not be written to an Airtable column
+    `AI Summary`; Anthropic refuses such a name as a tool's property key (400). The model is asked
+    for `AI_Summary`, and the record gets `AI Summary`, also from an example's answer and a repair."""
+    template = tmp_path / "columns.yaml"
+    template.write_text(
+        f"name: columns\nprovider: {provider}\nmodel: {MODELS[provider]}\n"
+        "prompt: 'Describe {{ name }}'\n"
+        "output:\n  AI Summary: string\n  Score (1-5): integer\n  Secteur d'activité: [tech, other]\n"
+        "examples:\n  - record: {name: Initech}\n"
+        "    answer: {AI Summary: Makes software., Score (1-5): 2, Secteur d'activité: tech}\n")
+    llm.script("Describe Borealis Foods", '{"AI Summary": "Food.", "Score (1-5)": 4}')  # its own names
+    llm.script("could not be used", '{"AI_Summary": "Food.", "Score_1-5": 4, "Secteur_d_activite": "Other"}')
+    summary = run_pipeline(COMPANIES, template, tmp_path / "out", id_column="company_id").result()
+    ids = assert_every_record_once(tmp_path / "out", summary)
+    assert summary["exported"] == 8 and ids["failed"] == [], summary
+    exported = pd.read_parquet(tmp_path / "out" / "exported.parquet").set_index("_id")
+    assert exported.loc["c001", "AI Summary"].startswith("AI_Summary of Describe Acme Robotics")
+    assert exported.loc["c002", ["AI Summary", "Score (1-5)", "Secteur d'activité"]].tolist() == [
+        "Food.", 4, "other"]
+    assert pd.api.types.is_integer_dtype(exported["Score (1-5)"])
+    sent = [json.dumps(r["body"]).replace('\\"', '"') for r in llm.requests]
+    assert all('"AI_Summary": "Makes software.", "Score_1-5": 2, "Secteur_d_activite": "tech"' in body
+               for body in sent)  # the example's answer, under the keys asked for
+    assert all("AI_Summary (string), Score_1-5 (integer)" in body for body in sent)
+
+
 def test_a_field_the_model_may_leave_unknown_keeps_what_the_record_had(llm, tmp_path: Path) -> None:
     """null for an 'or null' field is an answer, not a failure; on a field the record has (one a
     template corrects), it leaves the record's value as it was rather than erasing it."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -257,6 +258,32 @@ def test_an_output_field_named_like_one_augment_it_writes_is_refused(name: str, 
     for old, new in renamed.items():
         name, output = name.replace(old, new), output.replace(old, new)
     parse_template(f"name: {name}\nmodel: m\nprompt: hi\noutput: {output}\n")
+
+
+@pytest.mark.parametrize(("output", "refused"), [
+    ('{"AI Summary": string, AI_Summary: string}',
+     "output fields 'AI Summary' and 'AI_Summary' would both be asked of the model as 'AI_Summary'"),
+    ("{_score: integer}", "output field name '_score' must not start with '_'"),
+    ('{"score ": integer}', "output field name 'score ' is empty or starts or ends with a space"),
+])
+def test_an_output_field_name_the_answer_cannot_be_told_by_is_refused(output: str, refused: str) -> None:
+    with pytest.raises(TemplateError, match=f"^<template>: output: {re.escape(refused)}"):
+        parse_template(f"name: t\nmodel: m\nprompt: hi\noutput: {output}\n")
+
+
+def test_an_output_field_is_asked_under_a_key_providers_take_and_answered_under_its_name() -> None:
+    template = parse_template('name: t\nmodel: m\nprompt: hi\n'
+                              'output: {"AI Summary": string, "Résumé (court)": "list[string]", n: integer}')
+    assert template.answer_keys == {"AI Summary": "AI_Summary", "Résumé (court)": "Resume_court", "n": "n"}
+    schema = template.json_schema()
+    assert schema is not None and schema["required"] == list(schema["properties"]) == [
+        "AI_Summary", "Resume_court", "n"]
+    assert template.parse_answer('{"AI_Summary": "x", "Resume_court": ["a"], "n": 1}') == {
+        "AI Summary": "x", "Résumé (court)": ["a"], "n": 1}
+    assert json.loads(template.answer_text({"AI Summary": "x", "Résumé (court)": [], "n": 1})) == {
+        "AI_Summary": "x", "Resume_court": [], "n": 1}
+    with pytest.raises(ValueError, match="AI_Summary: Field required"):
+        template.parse_answer('{"Resume_court": [], "n": 1}')
 
 
 def hot_template(folder: Path, provider: str, temperature: float) -> Path:

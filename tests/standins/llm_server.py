@@ -34,6 +34,7 @@ import contextlib
 import json
 import math
 import random
+import re
 import signal
 import socket
 import sys
@@ -90,6 +91,10 @@ GROQ_JSON_SCHEMA_MODELS = frozenset({
 SAMPLING_RANGES = {OPENAI: {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)},
                    GROQ: {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)},
                    ANTHROPIC: {"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)}}
+# Names and keys the APIs refuse (400) outside these patterns.
+ANTHROPIC_TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+ANTHROPIC_PROPERTY_KEY = r"^[a-zA-Z0-9_.-]{1,64}$"
+OPENAI_SCHEMA_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 NoUsage = Literal["omitted", "null"]
 REQUESTS_KEPT = 10_000
 WINDOW_SECONDS = 60.0
@@ -779,6 +784,14 @@ class StandinServer:
                 cache = block.get("cache_control")
                 if cache is not None and (not isinstance(cache, dict) or cache.get("type") != "ephemeral"):
                     raise _Reject(400, bad, f"system.{index}.cache_control.type: Input should be 'ephemeral'")
+            for index, tool in enumerate(body.get("tools") or []):
+                if not re.fullmatch(ANTHROPIC_TOOL_NAME, str(tool.get("name"))):
+                    raise _Reject(400, bad, f"tools.{index}.custom.name: String should match pattern "
+                                            f"'{ANTHROPIC_TOOL_NAME}'")
+                keys = (tool.get("input_schema") or {}).get("properties") or {}
+                if not all(re.fullmatch(ANTHROPIC_PROPERTY_KEY, key) for key in keys):
+                    raise _Reject(400, bad, f"tools.{index}.custom.input_schema.properties: Property keys "
+                                            f"should match pattern '{ANTHROPIC_PROPERTY_KEY}'")
             choice = body.get("tool_choice")
             if isinstance(choice, dict) and choice.get("type") == "tool":
                 names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
@@ -807,6 +820,11 @@ class StandinServer:
                 if not isinstance(spec, dict) or not spec.get("name"):
                     raise _Reject(400, bad, "Missing required parameter: "
                                             "'response_format.json_schema.name'",
+                                  param="response_format.json_schema.name")
+                if not re.fullmatch(OPENAI_SCHEMA_NAME, spec["name"]):
+                    raise _Reject(400, bad, "Invalid 'response_format.json_schema.name': string does not "
+                                            "match pattern. Expected a string that matches the pattern "
+                                            f"'{OPENAI_SCHEMA_NAME}'.",
                                   param="response_format.json_schema.name")
                 if kind == GROQ and body["model"] not in GROQ_JSON_SCHEMA_MODELS:
                     raise _Reject(400, bad, "This model does not support response format "
