@@ -61,6 +61,21 @@ def test_write_back_patches_rows_and_retries_429(nocodb: NocoDBStandin) -> None:
     assert len(table.rows) == 30
 
 
+def test_a_column_named_for_people_is_written_by_its_title(nocodb: NocoDBStandin) -> None:
+    """An output field may now be named `AI Summary`, as a NocoDB column is titled."""
+    table = nocodb.add_table("pBase", "Companies", {"name": "SingleLineText", "AI Summary": "LongText",
+                                                    "Score (1-5)": "Number"}, companies(3))
+    records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
+    records["AI Summary"], records["Score (1-5)"] = "written", 4
+    counts = open_sink(f"nocodb://{table.id}", ["AI Summary", "Score (1-5)"]).write(records)
+    assert (counts["updated"], counts["created"], counts["failed"]) == (3, 0, 0)
+    assert [(row["AI Summary"], row["Score (1-5)"]) for row in table.rows.values()] == [("written", 4)] * 3
+    chosen = open_sink(f"nocodb://{table.id}?fields=AI Summary", ["AI Summary", "Score (1-5)"])
+    records["AI Summary"], records["Score (1-5)"] = "again", 5
+    assert chosen.write(records)["updated"] == 3
+    assert [(row["AI Summary"], row["Score (1-5)"]) for row in table.rows.values()] == [("again", 4)] * 3
+
+
 def test_a_bad_value_fails_only_its_row(nocodb: NocoDBStandin) -> None:
     table = nocodb.add_table("pBase", "Companies", COLUMNS, companies(4))
     records = pd.DataFrame(open_source(f"nocodb://{table.id}").read().records)
