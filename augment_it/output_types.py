@@ -112,8 +112,10 @@ def answer_keys(names: Iterable[str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     named: dict[str, str] = {}
     for name in names:
-        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-        key = _NOT_IN_ANSWER_KEY.sub("_", ascii_name).strip("_")[:ANSWER_KEY_LENGTH] or "field"
+        key = name
+        if _NOT_IN_ANSWER_KEY.search(name) or len(name) > ANSWER_KEY_LENGTH:
+            ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+            key = _NOT_IN_ANSWER_KEY.sub("_", ascii_name).strip("_")[:ANSWER_KEY_LENGTH] or "field"
         if key in named:
             raise ValueError(f"output fields {named[key]!r} and {name!r} would both be asked of the model "
                              f"as {key!r}; rename one")

@@ -273,17 +273,18 @@ def test_an_output_field_name_the_answer_cannot_be_told_by_is_refused(output: st
 
 def test_an_output_field_is_asked_under_a_key_providers_take_and_answered_under_its_name() -> None:
     template = parse_template('name: t\nmodel: m\nprompt: hi\n'
-                              'output: {"AI Summary": string, "Résumé (court)": "list[string]", n: integer}')
-    assert template.answer_keys == {"AI Summary": "AI_Summary", "Résumé (court)": "Resume_court", "n": "n"}
+                              'output: {"AI Summary": string, "Résumé (court)": "list[string]", n_: integer}')
+    # A name providers take is its own key, as before: the same requests, the same cached answers.
+    assert template.answer_keys == {"AI Summary": "AI_Summary", "Résumé (court)": "Resume_court", "n_": "n_"}
     schema = template.json_schema()
     assert schema is not None and schema["required"] == list(schema["properties"]) == [
-        "AI_Summary", "Resume_court", "n"]
-    assert template.parse_answer('{"AI_Summary": "x", "Resume_court": ["a"], "n": 1}') == {
-        "AI Summary": "x", "Résumé (court)": ["a"], "n": 1}
-    assert json.loads(template.answer_text({"AI Summary": "x", "Résumé (court)": [], "n": 1})) == {
-        "AI_Summary": "x", "Resume_court": [], "n": 1}
+        "AI_Summary", "Resume_court", "n_"]
+    assert template.parse_answer('{"AI_Summary": "x", "Resume_court": ["a"], "n_": 1}') == {
+        "AI Summary": "x", "Résumé (court)": ["a"], "n_": 1}
+    assert json.loads(template.answer_text({"AI Summary": "x", "Résumé (court)": [], "n_": 1})) == {
+        "AI_Summary": "x", "Resume_court": [], "n_": 1}
     with pytest.raises(ValueError, match="AI_Summary: Field required"):
-        template.parse_answer('{"Resume_court": [], "n": 1}')
+        template.parse_answer('{"Resume_court": [], "n_": 1}')
 
 
 def hot_template(folder: Path, provider: str, temperature: float) -> Path:
