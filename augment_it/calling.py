@@ -10,8 +10,9 @@ import asyncio
 import dataclasses
 import heapq
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -102,6 +103,51 @@ class RankedSlots:
         self._free += 1
 
 
+class SendingGate:
+    """Lets a process stop sending while the calls it has sent are answered and kept.
+
+    The warm process's run closes it when the command it runs for is killed (cli/daemon.py): the
+    answers already on their way are paid for, so they are read and cached, not dropped with the
+    process; a rerun then sends only the prompts that were never sent."""
+
+    def __init__(self) -> None:
+        self._open = True
+        self._busy = 0  # calls of this process not yet answered (or failed) and not parked
+        self._changed = threading.Condition()  # calls run in the event loops of several threads
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        self._add(1)
+        try:
+            yield
+        finally:
+            self._add(-1)
+
+    async def passing(self) -> None:
+        """Return at once while open; once closed, only when the run is cancelled (it ends)."""
+        if self._open:
+            return
+        self._add(-1)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._add(1)
+
+    def close(self, timeout: float) -> bool:
+        """Send nothing more; wait up to TIMEOUT seconds for every call sent to end."""
+        with self._changed:
+            self._open = False
+            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+
+    def _add(self, calls: int) -> None:
+        with self._changed:
+            self._busy += calls
+            self._changed.notify_all()
+
+
+SENDING = SendingGate()
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
@@ -139,7 +185,8 @@ class ModelCaller:
             return dataclasses.replace(reply, cached=True)
         self._in_flight[key] = answered = asyncio.get_running_loop().create_future()
         try:
-            reply = await self._claimed(request, key)
+            with SENDING.call():
+                reply = await self._claimed(request, key)
         except Exception as exc:  # the same failure for the calls waiting on this one
             answered.set_exception(exc)
             answered.exception()  # marked as read: asyncio would log it when nobody waited for it
@@ -250,6 +297,7 @@ class ModelCaller:
             if self._tokens is not None:
                 estimate = min(self._tokens.max_rate, _estimate_tokens(request))
                 await self._tokens.acquire(estimate)
+            await SENDING.passing()
             self.stats.sent += 1
             try:
                 reply = await asyncio.wait_for(self.provider.send(request), self.policy.timeout)

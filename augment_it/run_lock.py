@@ -11,6 +11,10 @@ for STALE_SECONDS, since a killed run cannot remove its lock.
 The lock is a file on the run directory's own storage (any fsspec URL), written whole and read
 back after SETTLE_SECONDS, so of two runs starting together the one whose claim was overwritten
 sees it and stops.
+
+A run whose command was killed may go on for a while in a warm process (cli/daemon.py), keeping the
+answers it had sent for; it marks its lock `finishing`, and a run that would start waits for it
+(up to FINISHING_WAIT_SECONDS) instead of refusing.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from augment_it.layout import RunLayout, read_json, remove, write_json
 HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 60.0
 SETTLE_SECONDS = 0.1
+FINISHING_WAIT_SECONDS = 300.0
 
 
 class RunDirInUse(UserInputError):
@@ -49,6 +54,15 @@ def holding_run_dir(out: str, owner: str) -> Iterator[dict[str, Any] | None]:
         lock.release()
 
 
+def abandon_held() -> None:
+    """Mark the run directories this process holds as finishing: its command is gone, and it only
+    keeps what it had sent for before it ends."""
+    for lock in list(_HELD):
+        lock.finishing = True
+        with contextlib.suppress(OSError):
+            lock._write()
+
+
 def check_free(out: str) -> None:
     """Raise RunDirInUse when a run holds OUT: a command says so before it starts anything."""
     RunDirLock(out, owner="").check()
@@ -61,11 +75,17 @@ class RunDirLock:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.finishing = False
 
     def check(self) -> dict[str, Any] | None:
         """Raise RunDirInUse when another run that may still be running holds the directory; else
         return the lock that another run, now gone, left there (None if there is none)."""
         holder = self._holder()
+        deadline = time.monotonic() + FINISHING_WAIT_SECONDS
+        while (holder is not None and holder.get("finishing") and alive(holder)
+               and time.monotonic() < deadline):
+            time.sleep(0.1)
+            holder = self._holder()
         if holder is None or holder.get("owner") == self.owner:
             return None
         if alive(holder):
@@ -82,9 +102,11 @@ class RunDirLock:
             raise self._in_use(holder or {})
         self._beat = threading.Thread(target=self._heartbeat, name="run-dir-lock", daemon=True)
         self._beat.start()
+        _HELD.add(self)
         return replaced
 
     def release(self) -> None:
+        _HELD.discard(self)
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
@@ -102,7 +124,7 @@ class RunDirLock:
 
     def _write(self) -> None:
         write_json({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                    "started": self._started, "seen": time.time()}, self.url)
+                    "started": self._started, "seen": time.time(), "finishing": self.finishing}, self.url)
 
     def _holder(self) -> dict[str, Any] | None:
         try:
@@ -119,6 +141,9 @@ class RunDirLock:
             "review ends once reviewed, see `augment review list`), or choose another --out. A run "
             f"that was killed frees it at once on its own host, elsewhere {STALE_SECONDS:g} s after it "
             "was last seen")
+
+
+_HELD: set[RunDirLock] = set()  # by this process
 
 
 def alive(holder: dict[str, Any]) -> bool:

@@ -42,6 +42,30 @@ def test_a_held_directory_is_refused_until_released(tmp_path: Path) -> None:
         assert json.loads(lock_file(tmp_path).read_text())["owner"] == "run-b"
 
 
+def test_a_run_that_is_finishing_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """A warm process's run whose command was killed keeps the answers it had sent, then ends: a
+    rerun started at once waits for it (cli/daemon.py)."""
+    import threading
+
+    held, go_on = threading.Event(), threading.Event()
+
+    def finishing_run() -> None:
+        with holding_run_dir(str(tmp_path), owner="killed-command"):
+            run_lock.abandon_held()
+            held.set()
+            go_on.wait(10)
+
+    thread = threading.Thread(target=finishing_run)
+    thread.start()
+    held.wait(10)
+    assert json.loads(lock_file(tmp_path).read_text())["finishing"] is True
+    threading.Timer(0.5, go_on.set).start()
+    started = time.monotonic()
+    with holding_run_dir(str(tmp_path), owner="rerun"):
+        assert time.monotonic() - started >= 0.4
+    thread.join()
+
+
 def test_the_command_refuses_a_held_directory_before_it_starts_anything(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The refusal came from the pipeline flow, after a temporary server had started, among
