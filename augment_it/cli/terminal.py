@@ -10,7 +10,14 @@ from rich.markup import escape
 
 # soft_wrap: a message stays on one line however narrow the terminal, so a path in it can be
 # copied and grepped whole.
-console = Console(stderr=True, soft_wrap=True)
+CONSOLE_OPTIONS = {"stderr": True, "soft_wrap": True}
+console = Console(**CONSOLE_OPTIONS)
+
+
+def reopen_console() -> None:
+    """Look again at what stderr is (a terminal, its colours), for a process forked after the
+    console was made (cli/daemon.py); every module holds this one console."""
+    console.__init__(**CONSOLE_OPTIONS)  # type: ignore[misc]
 
 
 def fail(message: str) -> NoReturn:

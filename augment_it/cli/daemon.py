@@ -1,0 +1,262 @@
+"""`augment daemon`: a warm process that runs `augment` commands with their libraries imported.
+
+Importing Prefect, Great Expectations and a provider's SDK costs a command 4-6 s of CPU before
+it does anything (the README's figures). This process imports them once and forks a child per
+command. The child takes the command's arguments, working directory, environment and terminal
+(its stdin, stdout and stderr, passed over a Unix socket), runs the command as it would have
+run itself, and reports its exit code. `augment` (launcher.py) hands every command to the warm
+process of its installation when one runs.
+
+A child outlives its command. When the command is killed, kill -9 included, the child sends no
+new request but reads the answers already on their way, which are paid for, into the answer
+cache; then it stops as on SIGTERM. A rerun pays only for prompts never sent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import importlib
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from augment_it.calling import SENDING
+from augment_it.cli.launcher import send_request, socket_path
+from augment_it.cli.terminal import console, fail, reopen_console
+from augment_it.run_lock import FINISHING_WAIT_SECONDS, abandon_held
+
+# Longest a run whose command was killed waits for the answers it had sent (each call also has
+# its own timeout, 60 s unless --timeout says otherwise); a rerun into its --out waits as long.
+FINISH_SECONDS = FINISHING_WAIT_SECONDS
+MAX_REQUEST_BYTES = 16 * 2**20
+
+
+def daemon(stop: Annotated[bool, typer.Option("--stop", help="Stop the warm process")] = False) -> None:
+    """Keep a warm process that runs augment commands with Prefect, GX and the SDKs imported.
+
+    Commands then start in a fraction of a second instead of seconds. It serves the commands of
+    this installation, stops on Ctrl-C or --stop, and when a module it imported changes on disk
+    (the command that finds out runs on its own)."""
+    path = socket_path()
+    if stop:
+        if not _stop(path):
+            fail(f"no warm process listens on {path}")
+        console.print(f"stopped the warm process on {path}")
+        return
+    if _listening(path):
+        fail(f"a warm process already listens on {path} (augment daemon --stop)")
+    loaded_from = time.time()
+    preload()
+    serve(path, _module_files(), loaded_from)
+
+
+def preload() -> None:
+    """Import what the commands import on their way (flows, tasks, GX, every SDK) before any fork."""
+    from augment_it.cli.local_server import prefect_api  # noqa: F401
+    from augment_it.providers import PROVIDERS
+    from augment_it.validation import import_great_expectations
+    from flows.pipeline import augment_pipeline  # noqa: F401
+    from flows.preflight import preflight  # noqa: F401
+    from tasks.review import cancel_abandoned_review  # noqa: F401
+
+    import_great_expectations()
+    for spec in PROVIDERS.values():
+        importlib.import_module(spec.module)
+    # A fork copies only the thread that forks: one still importing would leave its locks held.
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join()
+    # Out of the collector's reach: a child's collections would otherwise touch every object
+    # imported here, copying the pages the fork shares with this process.
+    gc.freeze()
+
+
+def serve(path: str, modules: list[str], loaded_from: float) -> None:
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a killed warm process's; a live one was refused above
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)  # the socket runs commands as this user: for this user only
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(umask)
+    listener.listen(64)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children report to their command; the kernel reaps them
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    console.print(f"warm process {os.getpid()} on {path}: augment commands of this installation run "
+                  "here. Ctrl-C or `augment daemon --stop` stops it")
+    server = os.getpid()
+    try:
+        while True:
+            conn, _ = listener.accept()
+            with contextlib.ExitStack() as received:
+                received.callback(conn.close)
+                try:
+                    request, fds = _receive(conn)
+                except (OSError, ValueError):  # not a command (a probe whether it listens)
+                    continue
+                for fd in fds:
+                    received.callback(os.close, fd)
+                if request.get("stop"):
+                    _send(conn, {"stopped": os.getpid()})
+                    return
+                if (changed := _changed_since(modules, loaded_from)) is not None:
+                    _send(conn, {"refused": f"the warm process stopped: {changed} changed since it "
+                                            "imported it"})
+                    console.print(f"stopped: {changed} changed since it was imported")
+                    return
+                if (child := os.fork()) == 0:
+                    received.pop_all()
+                    listener.close()
+                    run_forked(conn, request, fds)  # exits the child's interpreter
+                console.print(f"pid {child}: {shlex.join(['augment', *request['argv']])} (in "
+                              f"{request['cwd']})", markup=False, highlight=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if os.getpid() == server:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    """Be the command: its session, terminal, directory, environment and arguments; then exit
+    as it would have, reporting the code."""
+    os.setsid()  # a Ctrl-C in the warm process's terminal is not this command's
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command waits for its own children
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    adopt(request)
+    exit_code = [1]  # until the command says otherwise: it may end in a traceback
+    finished = threading.Event()
+
+    def report() -> None:  # at the interpreter's exit, after Prefect's own exit handlers
+        finished.set()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
+            _send(conn, {"exit": exit_code[0]})
+        # Freeing the objects inherited from the warm process would write to each of their pages
+        # (copies, here) for half a second, while a pipe the command wrote to stays open.
+        os._exit(exit_code[0])
+
+    atexit.register(report)
+    _send(conn, {"pid": os.getpid()})
+    threading.Thread(target=finish_when_abandoned, args=(conn, finished), daemon=True).start()
+    from augment_it.cli.main import app
+
+    try:
+        app(args=request["argv"], prog_name="augment")
+    except SystemExit as exc:
+        exit_code[0] = _exit_code(exc)
+        raise SystemExit(exit_code[0]) from None
+
+
+def adopt(request: dict[str, Any]) -> None:
+    """Take the command's working directory, environment and streams, and read Prefect's settings
+    (the environment, the profile, a prefect.toml) as the command would have at its start."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging.configuration import setup_logging
+
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["augment", *request["argv"]]
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=stream.isatty())  # type: ignore[attr-defined]
+    refresh_global_settings_context()
+    setup_logging(incremental=False)  # handlers that look at this terminal, levels from these settings
+    reopen_console()
+
+
+def finish_when_abandoned(conn: socket.socket, finished: threading.Event) -> None:
+    """Once the command is gone without its exit code (killed), send nothing more, keep the
+    answers already sent for, and stop as the command would have on SIGTERM."""
+    with contextlib.suppress(OSError):
+        while conn.recv(1):
+            pass
+    if finished.is_set():
+        return
+    abandon_held()
+    SENDING.close(FINISH_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The code the interpreter would exit with (it prints a message given instead)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _module_files() -> list[str]:
+    return [path for module in list(sys.modules.values())
+            if isinstance(path := getattr(module, "__file__", None), str)]
+
+
+def _changed_since(files: list[str], moment: float) -> str | None:
+    """The first of FILES changed (or removed) since MOMENT: its code in memory is not the code
+    a command would run."""
+    for path in files:
+        try:
+            if os.stat(path).st_mtime > moment:
+                return path
+        except OSError:
+            return path
+    return None
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    try:
+        while len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "big"):
+            if not (more := conn.recv(1 << 16)) or len(data) > MAX_REQUEST_BYTES:
+                raise ConnectionError("the command's request ended early")
+            data += more
+        return json.loads(data[8:]), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _stop(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        try:
+            conn.connect(path)
+            send_request(conn, {"stop": True}, [])
+            return bool(conn.makefile("rb").readline())
+        except OSError:
+            return False
