@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +59,9 @@ class Scenario:
     faults: dict[str, float] = field(default_factory=dict)  # p429, p500, p_bad_json, p_hang
     hang_seconds: float = 30.0
     timeout: float = 60.0
-    whole: bool = False  # also time the whole `augment run`
+    whole: bool = False  # also time the whole `augment run`, on its own and in a warm process
     kill_half: bool = False  # kill -9 the run at about half way, then rerun
+    warm: bool = False  # kill_half: the commands run in a warm process (`augment daemon`)
 
 
 ACCEPTANCE = [
@@ -68,6 +71,7 @@ ACCEPTANCE = [
     Scenario("fault mix", faults={"p429": 0.05, "p500": 0.05, "p_bad_json": 0.03, "p_hang": 0.01},
              timeout=5.0),
     Scenario("kill -9 half way", kill_half=True),
+    Scenario("kill -9 half way, warm process", kill_half=True, warm=True),
 ]
 
 
@@ -104,6 +108,10 @@ class Standin:
     def timeline(self) -> list[tuple[float, float, int]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/timeline", timeout=30) as response:
             return [tuple(row) for row in json.loads(response.read())]
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.port}/reset", method="POST"),
+                               timeout=5)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -147,9 +155,12 @@ def failure_reasons(parts: list[str]) -> dict[str, Any]:
             "failure_reasons": reasons.str.slice(0, 80).value_counts().head(3).to_dict()}
 
 
+AUGMENT = [sys.executable, "-m", "augment_it.cli.launcher"]  # what the `augment` script runs
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
+    done = subprocess.run([*AUGMENT, *args], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode not in (0, -9):
         print(done.stderr[-3000:], file=sys.stderr)
@@ -166,7 +177,9 @@ def measure(scenario: Scenario) -> dict[str, Any]:
     # the same server rather than the whole run also paying for starting one of its own.
     from prefect.settings import get_current_settings
 
+    # AUGMENT_DAEMON_SOCKET: no warm process of the user's runs the commands timed on their own.
     env = {**os.environ, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": standin.base_url,
+           "AUGMENT_DAEMON_SOCKET": str(work / "no-daemon.sock"),
            "AUGMENT_CACHE_DIR": str(work / "cache"), "PREFECT_API_URL": str(get_current_settings().api.url)}
     os.environ.update(env)
     source, template = work / "records.csv", work / "bench.yaml"
@@ -207,17 +220,19 @@ def measure(scenario: Scenario) -> dict[str, Any]:
             **breakdown,
         })
         if scenario.whole:
-            urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{standin.port}/reset", method="POST"), timeout=5)
-            launched = datetime.now(UTC)
-            whole_seconds, _ = run_cli(
-                ["run", str(source), "-t", str(template), "--id-column", "id", "--out",
-                 str(work / "whole"), "--concurrency", str(scenario.concurrency), "--no-cache"], env)
-            breakdown = asyncio.run(whole_run_breakdown(launched, whole_seconds))
-            result.update({"whole_run_seconds": round(whole_seconds, 2),
-                           "whole_run_efficiency": round(scenario.records / whole_seconds / ideal, 3),
-                           "whole_vs_stage": round(seconds / whole_seconds, 3),
-                           "whole_run_breakdown_s": breakdown})
+            for prefix, warm in (("whole_run", False), ("warm_whole_run", True)):
+                standin.reset()
+                with warm_process(env, work) if warm else contextlib.nullcontext(env) as run_env:
+                    launched = datetime.now(UTC)
+                    whole_seconds, _ = run_cli(
+                        ["run", str(source), "-t", str(template), "--id-column", "id", "--out",
+                         str(work / prefix), "--concurrency", str(scenario.concurrency), "--no-cache"],
+                        run_env)
+                breakdown = asyncio.run(whole_run_breakdown(launched, whole_seconds))
+                result.update({f"{prefix}_seconds": round(whole_seconds, 2),
+                               f"{prefix}_efficiency": round(scenario.records / whole_seconds / ideal, 3),
+                               f"{prefix}_vs_stage": round(seconds / whole_seconds, 3),
+                               f"{prefix}_breakdown_s": breakdown})
     finally:
         standin.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -249,11 +264,36 @@ async def whole_run_breakdown(launched: datetime, seconds: float) -> dict[str, f
     return {name: round(value, 2) for name, value in breakdown.items()}
 
 
+@contextlib.contextmanager
+def warm_process(env: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
+    """`augment daemon` for the commands run with the environment it yields, stopped after."""
+    socket_path = work / "daemon.sock"
+    env = {**env, "AUGMENT_DAEMON_SOCKET": str(socket_path)}
+    daemon = subprocess.Popen([*AUGMENT, "daemon"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not socket_path.exists():
+        if daemon.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"augment daemon did not start: {daemon.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield env
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+
+
 def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path,
                     env: dict[str, str], standin: Standin, ideal: float) -> dict[str, Any]:
+    with warm_process(env, work) if scenario.warm else contextlib.nullcontext(env) as run_env:
+        return _kill_and_resume(scenario, source, template, work, run_env, standin)
+
+
+def _kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path,
+                     env: dict[str, str], standin: Standin) -> dict[str, Any]:
     args = ["run", str(source), "-t", str(template), "--id-column", "id", "--out", str(work / "out"),
             "--concurrency", str(scenario.concurrency)]
-    process = subprocess.Popen([sys.executable, "-m", "augment_it.cli.main", *args], cwd=ROOT, env=env,
+    process = subprocess.Popen([*AUGMENT, *args], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while (at_kill := standin.stats()["answered"]) < scenario.records // 2:
         time.sleep(0.05)
@@ -266,7 +306,8 @@ def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path
     stats = standin.stats()
     summary = json.loads((work / "out" / "summary.json").read_text())
     # The kernel tears a killed process down before it closes its sockets, so the stand-in can
-    # still count answers as delivered after SIGKILL: those prompts are re-sent by any client.
+    # still count answers as delivered after SIGKILL: those prompts are re-sent by any client. In a
+    # warm process, the run reads the answers it had sent for after its command is killed.
     return {"answered_before_kill": first, "answered_after_sigkill": first - at_kill,
             "reaped_ms_after_sigkill": reaped_ms,
             "resent_beyond_those": max(0, stats["duplicates"] - (first - at_kill)),
@@ -295,6 +336,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--whole", action="store_true", help="also time the whole augment run")
     parser.add_argument("--kill-half", action="store_true", help="kill -9 half way, then rerun")
+    parser.add_argument("--warm", action="store_true", help="--kill-half: in a warm process (augment daemon)")
     add_server_argument(parser)
     args = parser.parse_args()
     if args.scenario == "acceptance":
@@ -304,7 +346,7 @@ def main() -> None:
                                     "p_hang": args.p_hang}.items() if v}
         scenarios = [Scenario("custom", args.records, args.concurrency, args.latency, args.jitter,
                               args.rpm, faults, timeout=args.timeout, whole=args.whole,
-                              kill_half=args.kill_half)]
+                              kill_half=args.kill_half, warm=args.warm)]
     with prefect_server(args.server):
         for scenario in scenarios:
             print(json.dumps({"server": args.server, **measure(scenario)}), flush=True)
