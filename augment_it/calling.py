@@ -112,36 +112,48 @@ class SendingGate:
 
     def __init__(self) -> None:
         self._open = True
-        self._busy = 0  # calls of this process not yet answered (or failed) and not parked
+        self._sending = 0  # calls that sent a request whose answer is not kept yet
         self._changed = threading.Condition()  # calls run in the event loops of several threads
+        self._call_sent: ContextVar[list[bool] | None] = ContextVar("call_sent", default=None)
 
     @contextmanager
     def call(self) -> Iterator[None]:
-        self._add(1)
+        """One call, from its first request to its answer kept (or its failure)."""
+        sent = [False]
+        token = self._call_sent.set(sent)
         try:
             yield
         finally:
-            self._add(-1)
+            self._call_sent.reset(token)
+            if sent[0]:
+                self._add(-1)
 
     async def passing(self) -> None:
-        """Return at once while open; once closed, only when the run is cancelled (it ends)."""
-        if self._open:
-            return
-        self._add(-1)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            self._add(1)
+        """Before each request: return at once while open; once closed, only when the run is
+        cancelled (it ends). A call parked here holds a slot, which no other call can then use
+        to send: calls waiting for a slot are not counted until they pass."""
+        sent = self._call_sent.get()
+        with self._changed:
+            if self._open:
+                if sent is not None and not sent[0]:
+                    sent[0] = True
+                    self._sending += 1
+                return
+            if sent is not None and sent[0]:  # a retry: what it sent before was answered (an error)
+                sent[0] = False
+                self._sending -= 1
+                self._changed.notify_all()
+        await asyncio.Event().wait()
 
     def close(self, timeout: float) -> bool:
-        """Send nothing more; wait up to TIMEOUT seconds for every call sent to end."""
+        """Send nothing more; wait up to TIMEOUT seconds for every call that sent to end."""
         with self._changed:
             self._open = False
-            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+            return self._changed.wait_for(lambda: self._sending == 0, timeout)
 
     def _add(self, calls: int) -> None:
         with self._changed:
-            self._busy += calls
+            self._sending += calls
             self._changed.notify_all()
 
 

@@ -98,9 +98,10 @@ def test_a_command_killed_outright_leaves_its_run_to_keep_the_answers_it_sent(
         warm: WarmProcess, llm, tmp_path: Path) -> None:
     """kill -9 of the command: its run sends nothing more, reads the answers already on their way
     into the cache and ends; the rerun, started at once, waits for it and sends only the rest.
-    Every prompt is answered once across both runs, not only the ones answered before the kill."""
+    Every prompt is answered once across both runs, not only the ones answered before the kill.
+    Two chunks (200 records each at this concurrency), so that calls wait for a slot at the kill."""
     llm.configure(latency=0.5)
-    records(tmp_path, 160)
+    records(tmp_path, 400)
     args = [*RUN, "--concurrency", "16"]
     first = warm.command(args, cwd=tmp_path)
     deadline = time.time() + 120
@@ -111,14 +112,17 @@ def test_a_command_killed_outright_leaves_its_run_to_keep_the_answers_it_sent(
     first.wait()
     at_kill = llm.stats()["answered"]
     rerun = warm.command(args, cwd=tmp_path)
-    _, errors = rerun.communicate(timeout=300)
+    try:
+        _, errors = rerun.communicate(timeout=120)
+    finally:
+        rerun.kill()
     assert rerun.returncode == 0, errors[-3000:]
     stats = llm.stats()
     kept = json.loads((tmp_path / "out" / "summary.json").read_text())["provider_calls"]["cache_hits"]
     assert kept >= at_kill + 16 / 2, (kept, at_kill)  # the calls in flight at the kill, not only before
     assert stats["answered"] > kept  # and the rerun sent the rest
-    assert (stats["answered"], stats["unique_prompts"], stats["duplicates"]) == (160, 160, 0)
-    assert len(pd.read_parquet(tmp_path / "out" / "exported.parquet")) == 160
+    assert (stats["answered"], stats["unique_prompts"], stats["duplicates"]) == (400, 400, 0)
+    assert len(pd.read_parquet(tmp_path / "out" / "exported.parquet")) == 400
     killed_run = warm.forked()[-2]
     assert not process_exists(killed_run)
 
