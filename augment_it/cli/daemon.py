@@ -140,8 +140,9 @@ def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
     adopt(request)
     exit_code = [1]  # until the command says otherwise: it may end in a traceback
     finished = threading.Event()
@@ -171,15 +172,17 @@ def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
 
 
 def adopt(request: dict[str, Any]) -> None:
-    """Take the command's working directory, environment and streams, and read Prefect's settings
-    (the environment, the profile, a prefect.toml) as the command would have at its start."""
+    """Take the command's working directory, umask, environment, import path and streams, and read
+    Prefect's settings (the environment, the profile, a prefect.toml) as the command would have."""
     from prefect.context import refresh_global_settings_context
     from prefect.logging.configuration import setup_logging
 
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = ["augment", *request["argv"]]
+    sys.path[:] = request["path"]  # PYTHONPATH, or modules beside a script
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=stream.isatty())  # type: ignore[attr-defined]
     refresh_global_settings_context()

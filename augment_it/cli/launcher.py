@@ -49,9 +49,15 @@ def run_warm(args: list[str]) -> int | None:
     except OSError:  # a warm process that was killed left its socket behind
         conn.close()
         return None
+    umask = os.umask(0)
+    os.umask(umask)
     with conn:
-        # The run's stdin, stdout and stderr are this command's own: its terminal, pipes or files.
-        send_request(conn, {"argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+        try:
+            # The run's stdin, stdout and stderr are this command's own: its terminal, pipes or files.
+            send_request(conn, {"argv": args, "cwd": os.getcwd(), "env": dict(os.environ),
+                                "path": sys.path, "umask": umask}, [0, 1, 2])
+        except OSError:  # a stream closed (`<&-`): nothing to pass on, the command runs here
+            return None
         replies = conn.makefile("rb")
         first = _reply(replies)
         if first is None or "refused" in first:
