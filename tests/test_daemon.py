@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,8 +47,8 @@ class WarmProcess:
     def command(self, args: list[str], cwd: Path, **popen: object) -> subprocess.Popen[str]:
         """`augment ARGS` in CWD, with the test's environment as it is now (the stand-in's)."""
         env = {**os.environ, **{k: self.env[k] for k in ("AUGMENT_DAEMON_SOCKET", "PREFECT_API_URL")}}
-        return subprocess.Popen([*AUGMENT, *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, **popen)
+        streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+        return subprocess.Popen([*AUGMENT, *args], cwd=cwd, env=env, text=True, **streams)
 
     def forked(self) -> list[int]:
         """The pids of the commands it has run, from its log."""
@@ -92,6 +93,22 @@ def test_a_command_runs_in_the_warm_process_with_its_own_directory_environment_a
     _, errors = missing.communicate(timeout=60)
     assert missing.returncode == 2
     assert "error: source" in errors and "missing.csv does not exist" in errors, errors
+
+
+def test_a_command_on_a_terminal_writes_as_to_a_terminal(warm: WarmProcess, tmp_path: Path) -> None:
+    """The warm process writes to a file; the command's stderr is a terminal: its error is red."""
+    import pty
+
+    terminal, command_side = pty.openpty()
+    refused = warm.command(["run", "missing.csv", "-t", "t.yaml"], cwd=tmp_path, stderr=command_side)
+    os.close(command_side)
+    assert refused.wait(60) == 2
+    written = b""
+    with contextlib.suppress(OSError):  # EIO once the command's side is closed and read through
+        while chunk := os.read(terminal, 4096):
+            written += chunk
+    os.close(terminal)
+    assert b"\x1b[31merror:" in written, written
 
 
 def test_a_command_killed_outright_leaves_its_run_to_keep_the_answers_it_sent(
