@@ -130,8 +130,8 @@ class SendingGate:
 
     async def passing(self) -> None:
         """Before each request: return at once while open; once closed, only when the run is
-        cancelled (it ends). A call parked here holds a slot, which no other call can then use
-        to send: calls waiting for a slot are not counted until they pass."""
+        cancelled (it ends). A call counts from its first request on: one still waiting for a
+        slot when the gate closes is not waited for (the slots are held by parked calls)."""
         sent = self._call_sent.get()
         with self._changed:
             if self._open:

@@ -37,9 +37,6 @@ from augment_it.cli.launcher import send_request, socket_path
 from augment_it.cli.terminal import console, fail, reopen_console
 from augment_it.run_lock import FINISHING_WAIT_SECONDS, abandon_held
 
-# Longest a run whose command was killed waits for the answers it had sent (each call also has
-# its own timeout, 60 s unless --timeout says otherwise); a rerun into its --out waits as long.
-FINISH_SECONDS = FINISHING_WAIT_SECONDS
 MAX_REQUEST_BYTES = 16 * 2**20
 
 
@@ -199,7 +196,8 @@ def finish_when_abandoned(conn: socket.socket, finished: threading.Event) -> Non
     if finished.is_set():
         return
     abandon_held()
-    SENDING.close(FINISH_SECONDS)
+    # As long as a rerun into its --out waits for it; each call also has its own timeout (60 s).
+    SENDING.close(FINISHING_WAIT_SECONDS)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
