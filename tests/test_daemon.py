@@ -76,7 +76,7 @@ RUN = ["run", "records.csv", "-t", "t.yaml", "--id-column", "id", "--out", "out"
 
 
 def test_a_command_runs_in_the_warm_process_with_its_own_directory_environment_and_streams(
-        warm: WarmProcess, llm, tmp_path: Path) -> None:
+        warm: WarmProcess, llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm process started without the stand-in's variables and in another directory: the
     command's own (relative paths, OPENAI_BASE_URL) are the ones its run uses."""
     records(tmp_path, 5)
@@ -88,6 +88,14 @@ def test_a_command_runs_in_the_warm_process_with_its_own_directory_environment_a
     assert llm.stats()["answered"] == 5
     assert f"augment run {' '.join(RUN[1:])} (in {tmp_path})" in warm.log.read_text()
     assert "\x1b[" not in errors  # a pipe, not the warm process's terminal: no colours
+
+    # From the warm process's own directory, and only a PREFECT_ variable different: read anew too.
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")
+    logged = warm.command(["run", str(tmp_path / "records.csv"), "-t", str(tmp_path / "t.yaml"),
+                           "--id-column", "id", "--out", str(tmp_path / "out-info")], cwd=ROOT)
+    _, errors = logged.communicate(timeout=300)
+    assert logged.returncode == 0, errors[-3000:]
+    assert "Finished in state Completed()" in errors, errors[-3000:]
 
     missing = warm.command(["run", "missing.csv", "-t", "t.yaml"], cwd=tmp_path)
     _, errors = missing.communicate(timeout=60)

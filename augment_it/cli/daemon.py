@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,7 +57,27 @@ def daemon(stop: Annotated[bool, typer.Option("--stop", help="Stop the warm proc
         fail(f"a warm process already listens on {path} (augment daemon --stop)")
     loaded_from = time.time()
     preload()
-    serve(path, _module_files(), loaded_from)
+    serve(path, Imported(_module_files(), loaded_from, settings_sources()))
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What the warm process imported, when, and what Prefect read its settings from then."""
+
+    modules: list[str]
+    loaded_from: float
+    settings_sources: tuple[object, ...]
+
+    def changed_module(self) -> str | None:
+        """The first module changed (or removed) since: its code in memory is not the code a
+        command would run."""
+        for path in self.modules:
+            try:
+                if os.stat(path).st_mtime > self.loaded_from:
+                    return path
+            except OSError:
+                return path
+        return None
 
 
 def preload() -> None:
@@ -80,7 +101,7 @@ def preload() -> None:
     gc.freeze()
 
 
-def serve(path: str, modules: list[str], loaded_from: float) -> None:
+def serve(path: str, imported: Imported) -> None:
     Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a killed warm process's; a live one was refused above
@@ -110,7 +131,7 @@ def serve(path: str, modules: list[str], loaded_from: float) -> None:
                 if request.get("stop"):
                     _send(conn, {"stopped": os.getpid()})
                     return
-                if (changed := _changed_since(modules, loaded_from)) is not None:
+                if (changed := imported.changed_module()) is not None:
                     _send(conn, {"refused": f"the warm process stopped: {changed} changed since it "
                                             "imported it"})
                     console.print(f"stopped: {changed} changed since it was imported")
@@ -118,7 +139,7 @@ def serve(path: str, modules: list[str], loaded_from: float) -> None:
                 if (child := os.fork()) == 0:
                     received.pop_all()
                     listener.close()
-                    run_forked(conn, request, fds)  # exits the child's interpreter
+                    run_forked(conn, request, fds, imported)  # exits the child's interpreter
                 console.print(f"pid {child}: {shlex.join(['augment', *request['argv']])} (in "
                               f"{request['cwd']})", markup=False, highlight=False)
     except KeyboardInterrupt:
@@ -129,7 +150,7 @@ def serve(path: str, modules: list[str], loaded_from: float) -> None:
                 os.unlink(path)
 
 
-def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int], imported: Imported) -> None:
     """Be the command: its session, terminal, directory, environment and arguments; then exit
     as it would have, reporting the code."""
     os.setsid()  # a Ctrl-C in the warm process's terminal is not this command's
@@ -140,7 +161,7 @@ def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         if fd != target:
             os.dup2(fd, target)
             os.close(fd)
-    adopt(request)
+    adopt(request, imported.settings_sources)
     exit_code = [1]  # until the command says otherwise: it may end in a traceback
     finished = threading.Event()
 
@@ -168,9 +189,10 @@ def run_forked(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         raise SystemExit(exit_code[0]) from None
 
 
-def adopt(request: dict[str, Any]) -> None:
+def adopt(request: dict[str, Any], imported_settings_sources: tuple[object, ...]) -> None:
     """Take the command's working directory, umask, environment, import path and streams, and read
-    Prefect's settings (the environment, the profile, a prefect.toml) as the command would have."""
+    Prefect's settings (the environment, the profile, a prefect.toml) as the command would have,
+    unless they are read from what the warm process read them from (0.15 s saved)."""
     from prefect.context import refresh_global_settings_context
     from prefect.logging.configuration import setup_logging
 
@@ -182,9 +204,29 @@ def adopt(request: dict[str, Any]) -> None:
     sys.path[:] = request["path"]  # PYTHONPATH, or modules beside a script
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=stream.isatty())  # type: ignore[attr-defined]
-    refresh_global_settings_context()
-    setup_logging(incremental=False)  # handlers that look at this terminal, levels from these settings
+    if settings_sources() != imported_settings_sources:
+        refresh_global_settings_context()
+        setup_logging(incremental=False)  # handlers that look at this terminal, levels from these settings
     reopen_console()
+
+
+def settings_sources() -> tuple[object, ...]:
+    """What Prefect's settings and log handlers are made from: the directory with its
+    prefect.toml, pyproject.toml and .env, the PREFECT_ variables, the profiles file, and whether
+    stderr is a terminal."""
+    from prefect.settings import get_current_settings
+
+    files = [Path(name) for name in ("prefect.toml", "pyproject.toml", ".env")]
+    files.append(Path(get_current_settings().profiles_path))
+    return (os.getcwd(), sorted((k, v) for k, v in os.environ.items() if k.startswith("PREFECT_")),
+            sys.stderr.isatty(), [_mtime(path) for path in files])
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def finish_when_abandoned(conn: socket.socket, finished: threading.Event) -> None:
@@ -212,18 +254,6 @@ def _exit_code(exc: SystemExit) -> int:
 def _module_files() -> list[str]:
     return [path for module in list(sys.modules.values())
             if isinstance(path := getattr(module, "__file__", None), str)]
-
-
-def _changed_since(files: list[str], moment: float) -> str | None:
-    """The first of FILES changed (or removed) since MOMENT: its code in memory is not the code
-    a command would run."""
-    for path in files:
-        try:
-            if os.stat(path).st_mtime > moment:
-                return path
-        except OSError:
-            return path
-    return None
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
