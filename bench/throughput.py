@@ -318,7 +318,8 @@ def _kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Pat
             "answered_total": stats["answered"],
             "distinct_prompts": stats["unique_prompts"], "duplicate_calls": stats["duplicates"],
             "rerun_seconds": round(seconds, 2), "rerun_exit": code, "exported": summary["exported"],
-            # Answers the killed run kept: in a warm process, also those in flight at the kill.
+            # Answers the rerun found in the cache (not those in chunks the killed run finished);
+            # in a warm process, these include the ones in flight at the kill.
             "rerun_from_cache": summary["provider_calls"].get("cache_hits"),
             "calls_equal_prompts": stats["answered"] == stats["unique_prompts"] == scenario.records}
 
