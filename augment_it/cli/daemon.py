@@ -34,7 +34,7 @@ from typing import Annotated, Any
 import typer
 
 from augment_it.calling import SENDING
-from augment_it.cli.launcher import send_request, socket_path
+from augment_it.cli.launcher import connect, send_request, socket_path
 from augment_it.cli.terminal import console, fail, reopen_console
 from augment_it.run_lock import FINISHING_WAIT_SECONDS, abandon_held
 
@@ -275,18 +275,17 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _listening(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
+    if (probe := connect(path)) is None:
+        return False
+    probe.close()
     return True
 
 
 def _stop(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+    if (conn := connect(path)) is None:
+        return False
+    with conn:
         try:
-            conn.connect(path)
             send_request(conn, {"stop": True}, [])
             return bool(conn.makefile("rb").readline())
         except OSError:

@@ -40,14 +40,8 @@ def main() -> None:
 
 def run_warm(args: list[str]) -> int | None:
     """Run the command in the warm process; None when there is none to run it (or it refused)."""
-    path = socket_path()
-    if not os.path.exists(path):
-        return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(path)
-    except OSError:  # a warm process that was killed left its socket behind
-        conn.close()
+    conn = connect(socket_path())
+    if conn is None:
         return None
     umask = os.umask(0)
     os.umask(umask)
@@ -75,6 +69,18 @@ def run_warm(args: list[str]) -> int | None:
               file=sys.stderr)
         return 1
     return int(last["exit"])
+
+
+def connect(path: str) -> socket.socket | None:
+    """A connection to the warm process listening on PATH; None when none listens there (no
+    socket, or one a killed warm process left behind)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        conn.close()
+        return None
+    return conn
 
 
 def send_request(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
