@@ -222,7 +222,7 @@ def measure(scenario: Scenario) -> dict[str, Any]:
         if scenario.whole:
             for prefix, warm in (("whole_run", False), ("warm_whole_run", True)):
                 standin.reset()
-                with warm_process(env, work) if warm else contextlib.nullcontext(env) as run_env:
+                with command_env(env, work, warm) as run_env:
                     launched = datetime.now(UTC)
                     whole_seconds, _ = run_cli(
                         ["run", str(source), "-t", str(template), "--id-column", "id", "--out",
@@ -265,8 +265,12 @@ async def whole_run_breakdown(launched: datetime, seconds: float) -> dict[str, f
 
 
 @contextlib.contextmanager
-def warm_process(env: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
-    """`augment daemon` for the commands run with the environment it yields, stopped after."""
+def command_env(env: dict[str, str], work: Path, warm: bool) -> Iterator[dict[str, str]]:
+    """The environment timed commands run with: ENV, or, when WARM, ENV with an `augment daemon`
+    of its own that runs them (stopped after)."""
+    if not warm:
+        yield env
+        return
     socket_path = work / "daemon.sock"
     env = {**env, "AUGMENT_DAEMON_SOCKET": str(socket_path)}
     daemon = subprocess.Popen([*AUGMENT, "daemon"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -285,7 +289,7 @@ def warm_process(env: dict[str, str], work: Path) -> Iterator[dict[str, str]]:
 
 def kill_and_resume(scenario: Scenario, source: Path, template: Path, work: Path,
                     env: dict[str, str], standin: Standin, ideal: float) -> dict[str, Any]:
-    with warm_process(env, work) if scenario.warm else contextlib.nullcontext(env) as run_env:
+    with command_env(env, work, scenario.warm) as run_env:
         return _kill_and_resume(scenario, source, template, work, run_env, standin)
 
 
