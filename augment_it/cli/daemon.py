@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import os
+import pkgutil
 import shlex
 import signal
 import socket
@@ -80,9 +81,20 @@ class Imported:
         return None
 
 
+# What the libraries import only on first use, which every command would pay for again (0.3 s
+# of a warm `augment run`): Prefect's run engines and the parameter encoder of a flow run's
+# creation, pandas' Parquet and Arrow backends, anyio's event loop backend.
+IMPORTED_ON_FIRST_USE = ("prefect.flow_engine", "prefect.task_engine", "prefect.utilities.visualization",
+                         "fastapi.encoders", "pyarrow.parquet", "pyarrow.dataset",
+                         "pandas.core.methods.to_dict", "anyio._backends._asyncio")
+
+
 def preload() -> None:
-    """Import what the commands import on their way (flows, tasks, GX, every SDK) before any fork."""
+    """Import what the commands import on their way (flows, tasks, GX, every SDK, every file
+    format's reader) and load the language model before any fork."""
+    import augment_it.sources.files as file_formats
     from augment_it.cli.local_server import prefect_api  # noqa: F401
+    from augment_it.enrichers import load_language_model
     from augment_it.providers import PROVIDERS
     from augment_it.validation import import_great_expectations
     from flows.pipeline import augment_pipeline  # noqa: F401
@@ -90,8 +102,12 @@ def preload() -> None:
     from tasks.review import cancel_abandoned_review  # noqa: F401
 
     import_great_expectations()
-    for spec in PROVIDERS.values():
-        importlib.import_module(spec.module)
+    readers = pkgutil.iter_modules(file_formats.__path__, f"{file_formats.__name__}.")
+    modules = [*IMPORTED_ON_FIRST_USE, *(spec.module for spec in PROVIDERS.values()),
+               *(reader.name for reader in readers)]
+    for name in modules:
+        importlib.import_module(name)
+    load_language_model().result()  # a second of CPU each run spent beside its model calls
     # A fork copies only the thread that forks: one still importing would leave its locks held.
     for thread in threading.enumerate():
         if thread is not threading.main_thread():
