@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.utilities.annotations import quote
 
 from augment_it.settings import ExportFormat
 from tasks.export import (
@@ -22,7 +23,7 @@ async def export(out: str, fmt: ExportFormat = "parquet", destination: str | Non
     with DESTINATION (a store URI), also write the approved records back to it."""
     processed, reviewed, audit = await apply_review(out)
     outcomes = await write_outcomes(out, processed, reviewed, fmt)
-    await write_decisions_log(out, audit)
+    await write_decisions_log(out, quote(audit))  # Prefect need not walk a row per record (0.13 s)
     summary = await write_summary(out, outcomes, processed, fmt)
     if destination:
         summary = await aoutcome(write_to_destination(out, destination, outcomes["exported"], summary,
