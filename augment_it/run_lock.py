@@ -8,9 +8,11 @@ HEARTBEAT_SECONDS by a thread. Another run refuses to start while that holder is
 same host, while its process exists; from another host (a container), until it has not been seen
 for STALE_SECONDS, since a killed run cannot remove its lock.
 
-The lock is a file on the run directory's own storage (any fsspec URL), written whole and read
-back after SETTLE_SECONDS, so of two runs starting together the one whose claim was overwritten
-sees it and stops.
+The lock is a file on the run directory's own storage (any fsspec URL). On a local file system
+(a bind-mounted volume included) runs claim it in turns, under the operating system's lock on a
+file beside it; on other storage (object stores) a claim is written whole and read back after
+SETTLE_SECONDS, so of two runs starting together the one whose claim was overwritten sees it and
+stops.
 
 A run whose command was killed may go on for a while in a warm process (cli/daemon.py), keeping the
 answers it had sent for; it marks its lock `finishing`, and a run that would start waits for it
@@ -20,6 +22,7 @@ answers it had sent for; it marks its lock `finishing`, and a run that would sta
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import threading
@@ -29,8 +32,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from augment_it.errors import UserInputError
-from augment_it.layout import RunLayout, read_json, remove, write_json
+from augment_it.layout import RunLayout, filesystem, read_json, remove, write_json
 
 HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 60.0
@@ -94,9 +99,11 @@ class RunDirLock:
 
     def acquire(self) -> dict[str, Any] | None:
         """Hold the directory; return the lock of a run that is gone, if this replaced one."""
-        replaced = self.check()
-        self._write()
-        time.sleep(SETTLE_SECONDS)
+        with claims_in_turn(self.url) as in_turn:
+            replaced = self.check()
+            self._write()
+        if not in_turn:
+            time.sleep(SETTLE_SECONDS)
         holder = self._holder()
         if holder is None or holder.get("owner") != self.owner:  # another run claimed it at once
             raise self._in_use(holder or {})
@@ -144,6 +151,21 @@ class RunDirLock:
 
 
 _HELD: set[RunDirLock] = set()  # by this process
+
+
+@contextmanager
+def claims_in_turn(url: str) -> Iterator[bool]:
+    """While the block runs, no other run claims the lock at URL, when it is on a local file
+    system; yields whether that holds (elsewhere claims settle instead)."""
+    fs, path = filesystem(url)
+    if not isinstance(fs, LocalFileSystem):
+        yield False
+        return
+    guard = f"{path}.claim"
+    fs.makedirs(os.path.dirname(guard), exist_ok=True)
+    with open(guard, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, by the kernel if the process dies
+        yield True
 
 
 def alive(holder: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +126,29 @@ def test_a_run_into_a_directory_whose_run_waits_for_review_is_refused(tmp_path: 
     waiting.join(120)
     ids = assert_every_record_once(tmp_path, waiting.state.result())
     assert ids["rejected"] == ["c002"] and not lock_file(tmp_path).exists()
+
+
+def test_of_runs_claiming_a_directory_at_once_one_holds_it(tmp_path: Path) -> None:
+    """Claims on a local file system take turns: exactly one of them wins, the rest are refused."""
+    claims, outcomes, held_locks = 8, [], []
+    start = threading.Barrier(claims)
+
+    def claim(owner: str) -> None:
+        lock = RunDirLock(str(tmp_path), owner)
+        start.wait()
+        try:
+            lock.acquire()
+            outcomes.append(("held", owner))
+            held_locks.append(lock)
+        except RunDirInUse:
+            outcomes.append(("refused", owner))
+
+    threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(claims)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    held = [owner for outcome, owner in outcomes if outcome == "held"]
+    assert len(held) == 1 and len(outcomes) == claims
+    assert json.loads(lock_file(tmp_path).read_text())["owner"] == held[0]
+    held_locks[0].release()
